@@ -1,1 +1,176 @@
-fn main() {}
+//! The `orrery` binary: parse the command line, load the configuration, start tracing, run.
+
+use clap::{Parser, Subcommand};
+use orrery::config::{Config, Overrides};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "orrery", version, about = "An LLM chat cluster on Temporal, ractor and candle")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start everything on this machine: an embedded Temporal dev server and one node with the
+    /// default model; prints the URLs.
+    Up {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// HTTP address of the node (web UI, APIs).
+        #[arg(long)]
+        http: Option<String>,
+        /// Where the Temporal database and other state live.
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Port of the embedded Temporal server (its UI gets this + 1000).
+        #[arg(long)]
+        temporal_port: Option<u16>,
+    },
+    /// Run a node against an existing Temporal server.
+    Node {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        http: Option<String>,
+        #[arg(long)]
+        data_dir: Option<String>,
+        #[arg(long)]
+        node_id: Option<String>,
+        /// Temporal frontend HOST:PORT.
+        #[arg(long)]
+        temporal: Option<String>,
+    },
+    /// Ask a question and stream the answer.
+    Ask {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORRERY_URL")]
+        url: String,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        #[arg(long)]
+        temperature: Option<f64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        prompt: Vec<String>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORRERY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,ractor=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &PathBuf, overrides: &Overrides) -> anyhow::Result<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    Ok(Config::resolve(text.as_deref(), &env, overrides)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up {
+            config,
+            http,
+            data_dir,
+            temporal_port,
+        } => {
+            init_tracing();
+            let overrides = Overrides {
+                http,
+                data_dir,
+                embedded: Some(true),
+                temporal_address: temporal_port.map(|p| format!("127.0.0.1:{p}")),
+                ..Default::default()
+            };
+            let config = load_config(&config, &overrides)?;
+            orrery::app::run(config).await.map_err(|e| anyhow::anyhow!(e))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node {
+            config,
+            http,
+            data_dir,
+            node_id,
+            temporal,
+        } => {
+            init_tracing();
+            let overrides = Overrides {
+                http,
+                data_dir,
+                node_id,
+                temporal_address: temporal,
+                embedded: Some(false),
+            };
+            let config = load_config(&config, &overrides)?;
+            orrery::app::run(config).await.map_err(|e| anyhow::anyhow!(e))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask {
+            url,
+            model,
+            max_tokens,
+            temperature,
+            seed,
+            prompt,
+        } => {
+            let prompt = prompt.join(" ");
+            if prompt.trim().is_empty() {
+                anyhow::bail!("give a question: orrery ask \"What is the capital of France?\"");
+            }
+            let args = orrery::client::AskArgs {
+                url,
+                model,
+                max_tokens,
+                temperature,
+                seed,
+                prompt,
+            };
+            let mut stdout = std::io::stdout();
+            match orrery::client::ask(&args, &mut stdout).await {
+                Ok(done) => {
+                    eprintln!(
+                        "— {} on {} · {} tokens · {} ms",
+                        done["model"].as_str().unwrap_or("?"),
+                        done["node"].as_str().unwrap_or("?"),
+                        done["usage"]["completion_tokens"],
+                        done["timings"]["total_ms"]
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(orrery::client::ClientError::Cancelled) => {
+                    eprintln!("\n— cancelled");
+                    Ok(ExitCode::from(130))
+                }
+                Err(e) => {
+                    eprintln!("\nerror: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

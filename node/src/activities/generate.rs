@@ -1,0 +1,156 @@
+//! The generate activity: runs on the node that holds the model, streams the answer to the origin
+//! node's Broadcaster as it is produced, and heartbeats the text so far so that another node can
+//! resume it if this one dies.
+
+use super::non_retryable;
+use crate::actors::model_holder::ModelHolderMsg;
+use crate::engine::{ChatMessage, EngineError, FinishReason, GenEvent, GenerateRequest, SamplingParams};
+use crate::ids::{ModelId, NodeId, RequestId, actor_names};
+use crate::live::{self, LiveEvent, LiveStage};
+use crate::workflows::ask::{AskOutcome, INVALID_REQUEST};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tokio_util::sync::CancellationToken;
+
+/// Heartbeats carry the answer so far; the SDK throttles what reaches the server.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GenerateInput {
+    pub request_id: RequestId,
+    pub model: ModelId,
+    pub messages: Vec<ChatMessage>,
+    pub params: SamplingParams,
+    pub origin: NodeId,
+    /// Text already produced by an earlier placement.
+    pub resume_text: String,
+    pub attempt: u32,
+}
+
+/// Heartbeat details: the answer so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub text: String,
+}
+
+pub struct NodeActivities {
+    node: NodeId,
+}
+
+impl NodeActivities {
+    pub fn new(node: NodeId) -> Self {
+        Self { node }
+    }
+}
+
+fn retryable(msg: impl Into<String>) -> ActivityError {
+    ActivityError::from(anyhow::anyhow!(msg.into()))
+}
+
+#[activities]
+impl NodeActivities {
+    #[activity]
+    pub async fn generate(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: GenerateInput,
+    ) -> Result<AskOutcome, ActivityError> {
+        let started = Instant::now();
+        let rid = input.request_id.clone();
+        let span = tracing::info_span!("generate", request.id = %rid, model.id = %input.model, node.id = %self.node, attempt = input.attempt);
+        let _enter = span.enter();
+        // Resume from the furthest known point: what the user was shown, the last heartbeat of
+        // this placement, or what the workflow passed on.
+        let mut resume = input.resume_text.clone();
+        if let Ok(Some(p)) = ctx.heartbeat_details().deserialize::<Progress>()
+            && p.text.len() > resume.len()
+        {
+            resume = p.text;
+        }
+        if let Some(shown) = live::shown(&input.origin, &rid).await
+            && shown.len() > resume.len()
+            && shown.starts_with(resume.as_str())
+        {
+            resume = shown;
+        }
+
+        let holder = crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&input.model))
+            .ok_or_else(|| retryable(format!("model {} is not loaded on node {}", input.model, self.node)))?;
+        let cancel = CancellationToken::new();
+        let request = GenerateRequest {
+            messages: input.messages.clone(),
+            params: input.params.clone(),
+            resume_text: resume.clone(),
+            cancel: cancel.clone(),
+        };
+        let mut events = ractor::call_t!(
+            holder,
+            |reply| ModelHolderMsg::Generate {
+                request_id: rid.clone(),
+                request,
+                reply
+            },
+            5000
+        )
+        .map_err(|e| retryable(format!("model holder: {e}")))?;
+
+        live::publish(&input.origin, &rid, LiveEvent::Status(LiveStage::Generating { node: self.node.clone() })).await;
+        let mut text = resume.clone();
+        let mut chars = text.chars().count();
+        let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
+        let mut last_beat = Instant::now();
+        let result = loop {
+            tokio::select! {
+                _ = ctx.cancelled(), if !cancel.is_cancelled() => {
+                    tracing::info!("cancellation requested through temporal");
+                    cancel.cancel();
+                }
+                ev = events.recv() => match ev {
+                    Some(GenEvent::Token { text: t }) => {
+                        live::publish(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() }).await;
+                        chars += t.chars().count();
+                        text.push_str(&t);
+                        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                            let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
+                            last_beat = Instant::now();
+                        }
+                    }
+                    Some(GenEvent::Done(summary)) => break Ok(summary),
+                    Some(GenEvent::Failed(e)) => break Err(e),
+                    None => break Err(EngineError::Inference("the engine stopped mid-answer".into())),
+                }
+            }
+        };
+        let _ = holder.cast(ModelHolderMsg::Finished(rid.clone()));
+        match result {
+            Ok(s) if s.finish_reason == FinishReason::Cancelled => {
+                tracing::info!(chars, "generation cancelled");
+                Err(ActivityError::cancelled())
+            }
+            Ok(s) => {
+                tracing::info!(tokens = s.completion_tokens, ms = started.elapsed().as_millis() as u64, "generation done");
+                Ok(AskOutcome {
+                    text,
+                    node: self.node.clone(),
+                    model: input.model.clone(),
+                    finish_reason: s.finish_reason,
+                    prompt_tokens: s.prompt_tokens,
+                    completion_tokens: s.completion_tokens,
+                    first_token_ms: s.time_to_first_token.as_millis() as u64,
+                    total_ms: started.elapsed().as_millis() as u64,
+                    attempts: input.attempt,
+                })
+            }
+            Err(e @ (EngineError::InvalidParams(_) | EngineError::PromptTooLong { .. })) => {
+                Err(non_retryable(INVALID_REQUEST, e.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "generation failed");
+                Err(retryable(e.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Temporal activities: `ClusterActivities` run on any node (queue `orrery`), `NodeActivities` on
+//! the node that must do the work (queue `orrery.node.<id>`). Activity structs find the node's
+//! actors by registry name at each call, so restarted actors are picked up.
+
+mod generate;
+mod plan;
+
+pub use generate::{GenerateInput, NodeActivities, Progress};
+pub use plan::{ClusterActivities, PlanInput, Placement};
+
+use temporalio_common::error::ApplicationFailure;
+use temporalio_sdk::activities::ActivityError;
+
+/// A failure no retry can fix (bad input, unknown model), marked with its type.
+pub(crate) fn non_retryable(type_name: &str, message: impl Into<String>) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(message.into())
+            .type_name(type_name.to_string())
+            .non_retryable(true)
+            .build(),
+    )
+}

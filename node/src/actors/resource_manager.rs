@@ -1,0 +1,142 @@
+//! The ResourceManager: this node's resources (CPU, memory) and the load of each model it holds,
+//! answered as a `NodeSnapshot` — the input of placement and, later, of the scaling policy.
+
+use super::model_holder::{ModelHolderMsg, ModelStats};
+use crate::ids::{ModelId, NodeId, actor_names};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// One model's load on one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelLoad {
+    pub model: ModelId,
+    pub kind: String,
+    pub active: u32,
+    pub queued: u32,
+    pub max_sequences: u32,
+}
+
+/// What a node reports of itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    pub node: NodeId,
+    pub cpu_percent: f32,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub models: Vec<ModelLoad>,
+    pub draining: bool,
+}
+
+#[derive(RactorMessage)]
+pub enum ResourceManagerMsg {
+    Snapshot(RpcReplyPort<NodeSnapshot>),
+    ModelLoaded(ModelId),
+    ModelUnloaded(ModelId),
+    SetDraining(bool),
+    Sample,
+}
+
+pub struct ResourceManager;
+
+pub struct ResourceManagerState {
+    node: NodeId,
+    system: sysinfo::System,
+    models: BTreeSet<ModelId>,
+    draining: bool,
+}
+
+const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+const STATS_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Actor for ResourceManager {
+    type Msg = ResourceManagerMsg;
+    type State = ResourceManagerState;
+    type Arguments = NodeId;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        node: NodeId,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        system.refresh_cpu_usage();
+        myself.send_interval(SAMPLE_EVERY, || ResourceManagerMsg::Sample);
+        // A restarted ResourceManager relearns which models are loaded from the registry.
+        let models = ractor::registry::registered()
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("orrery.model.").map(ModelId::new))
+            .collect();
+        Ok(ResourceManagerState {
+            node,
+            system,
+            models,
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ResourceManagerMsg::Sample => {
+                state.system.refresh_memory();
+                state.system.refresh_cpu_usage();
+                metrics::gauge!("orrery_node_cpu_percent").set(state.system.global_cpu_usage());
+                metrics::gauge!("orrery_node_memory_available_bytes")
+                    .set(state.system.available_memory() as f64);
+            }
+            ResourceManagerMsg::ModelLoaded(m) => {
+                state.models.insert(m);
+            }
+            ResourceManagerMsg::ModelUnloaded(m) => {
+                state.models.remove(&m);
+            }
+            ResourceManagerMsg::SetDraining(d) => state.draining = d,
+            ResourceManagerMsg::Snapshot(reply) => {
+                let mut models = Vec::new();
+                for m in &state.models {
+                    if let Some(s) = model_stats(m).await {
+                        metrics::gauge!("orrery_active_sequences", "model" => m.to_string())
+                            .set(s.active as f64);
+                        metrics::gauge!("orrery_queue_depth", "model" => m.to_string())
+                            .set(s.queued as f64);
+                        models.push(ModelLoad {
+                            model: s.model,
+                            kind: s.info.kind.to_string(),
+                            active: s.active as u32,
+                            queued: s.queued as u32,
+                            max_sequences: s.info.max_sequences as u32,
+                        });
+                    }
+                }
+                let _ = reply.send(NodeSnapshot {
+                    node: state.node.clone(),
+                    cpu_percent: state.system.global_cpu_usage(),
+                    memory_total_bytes: state.system.total_memory(),
+                    memory_available_bytes: state.system.available_memory(),
+                    models,
+                    draining: state.draining,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn model_stats(model: &ModelId) -> Option<ModelStats> {
+    let holder = super::lookup::<ModelHolderMsg>(&actor_names::model_holder(model))?;
+    ractor::call_t!(holder, ModelHolderMsg::Stats, STATS_TIMEOUT.as_millis() as u64).ok()
+}
+
+/// This node's snapshot, from its ResourceManager.
+pub async fn local_snapshot() -> Option<NodeSnapshot> {
+    let rm = super::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER)?;
+    ractor::call_t!(rm, ResourceManagerMsg::Snapshot, 2000).ok()
+}

@@ -1,0 +1,187 @@
+//! The WorkerHost runs this node's Temporal workers: `orrery` (workflows and cluster activities)
+//! and `orrery.node.<id>` (activities bound to this node). `Worker::run` is a `!Send` future, so
+//! each worker lives on its own OS thread that drives it with the runtime's handle; a worker that
+//! exits unexpectedly makes this actor fail, and the supervisor restarts it with fresh workers.
+
+use crate::activities::{ClusterActivities, NodeActivities};
+use crate::config::Config;
+use crate::ids::{CLUSTER_TASK_QUEUE, node_task_queue};
+use crate::workflows::AskWorkflow;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorMessage;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+#[derive(Clone)]
+pub struct WorkerHostArgs {
+    pub config: Arc<Config>,
+    pub client: Client,
+    pub runtime: Arc<Runtime>,
+}
+
+#[derive(RactorMessage)]
+pub enum WorkerHostMsg {
+    Exited { queue: String, error: Option<String> },
+    /// Stop polling, let running tasks finish (bounded by the workers' grace period), reply.
+    Drain(RpcReplyPort<()>),
+}
+
+type ShutdownFn = Box<dyn Fn() + Send + Sync>;
+
+struct Running {
+    queue: String,
+    shutdown: ShutdownFn,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct WorkerHostState {
+    workers: Vec<Running>,
+    draining: bool,
+}
+
+pub struct WorkerHost;
+
+fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
+    let grace = config.limits.shutdown_grace;
+    if queue == CLUSTER_TASK_QUEUE {
+        Ok(WorkerOptions::new(queue)
+            .register_workflow::<AskWorkflow>()
+            .map_err(|e| e.to_string())?
+            .register_activities(ClusterActivities::new(config.node_id.clone()))
+            .graceful_shutdown_period(grace)
+            .build())
+    } else {
+        Ok(WorkerOptions::new(queue)
+            .register_activities(NodeActivities::new(config.node_id.clone()))
+            .graceful_shutdown_period(grace)
+            .build())
+    }
+}
+
+async fn start_worker(
+    queue: String,
+    args: &WorkerHostArgs,
+    host: ActorRef<WorkerHostMsg>,
+) -> Result<Running, ActorProcessingErr> {
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<ShutdownFn, String>>();
+    let mut tx = Some(tx);
+    let (rt, client, config) = (args.runtime.clone(), args.client.clone(), args.config.clone());
+    let q = queue.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("worker:{queue}"))
+        .spawn(move || {
+            let result = handle.block_on(async {
+                let opts = options_for(&q, &config)?;
+                let mut worker = Worker::new(&rt, client, opts).map_err(|e| e.to_string())?;
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Ok(Box::new(worker.shutdown_handle())));
+                }
+                worker.run().await.map_err(|e| e.to_string())
+            });
+            let error = match result {
+                Ok(()) => None,
+                Err(e) => {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Some(e)
+                }
+            };
+            let _ = host.cast(WorkerHostMsg::Exited { queue: q, error });
+        })?;
+    match rx.await {
+        Ok(Ok(shutdown)) => {
+            tracing::info!(queue = %queue, "temporal worker started");
+            Ok(Running {
+                queue,
+                shutdown,
+                thread: Some(thread),
+            })
+        }
+        Ok(Err(e)) => Err(format!("temporal worker for {queue} did not start: {e}").into()),
+        Err(_) => Err(format!("temporal worker thread for {queue} ended at start").into()),
+    }
+}
+
+async fn stop_all(workers: &mut Vec<Running>) {
+    for w in workers.iter() {
+        (w.shutdown)();
+    }
+    for mut w in workers.drain(..) {
+        if let Some(t) = w.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        tracing::info!(queue = %w.queue, "temporal worker stopped");
+    }
+}
+
+impl Actor for WorkerHost {
+    type Msg = WorkerHostMsg;
+    type State = WorkerHostState;
+    type Arguments = WorkerHostArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: WorkerHostArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut workers = Vec::new();
+        for queue in [
+            CLUSTER_TASK_QUEUE.to_string(),
+            node_task_queue(&args.config.node_id),
+        ] {
+            match start_worker(queue, &args, myself.clone()).await {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    stop_all(&mut workers).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(WorkerHostState {
+            workers,
+            draining: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        stop_all(&mut state.workers).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            WorkerHostMsg::Exited { queue, error } => {
+                if state.draining {
+                    return Ok(());
+                }
+                // post_stop does not run for a failed actor: stop the other workers here, so the
+                // restart never runs two workers on one queue.
+                stop_all(&mut state.workers).await;
+                Err(format!(
+                    "temporal worker for {queue} exited: {}",
+                    error.unwrap_or_else(|| "without error".into())
+                )
+                .into())
+            }
+            WorkerHostMsg::Drain(reply) => {
+                state.draining = true;
+                stop_all(&mut state.workers).await;
+                let _ = reply.send(());
+                Ok(())
+            }
+        }
+    }
+}

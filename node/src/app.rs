@@ -1,0 +1,184 @@
+//! Wires a node together and owns the order of start-up and shutdown; no other logic lives here.
+
+use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs};
+use crate::actors::worker_host::{WorkerHostArgs, WorkerHostMsg};
+use crate::asks::AskService;
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::ids::actor_names;
+use crate::temporal::{self, EmbeddedTemporal};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ractor::Actor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Installs the Prometheus recorder (once per process).
+fn install_metrics() -> Option<PrometheusHandle> {
+    const SECONDS: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    ];
+    match PrometheusBuilder::new()
+        .set_buckets(SECONDS)
+        .and_then(|b| b.install_recorder())
+    {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Runs a node until it is asked to stop. With an embedded Temporal (from `orrery up`), starts
+/// the dev server first and stops it last.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let config = Arc::new(config);
+    let metrics = install_metrics();
+    let embedded: Option<EmbeddedTemporal> = temporal::start_embedded_if_configured(&config).await?;
+    let ui = embedded
+        .as_ref()
+        .map(|e| e.ui_url.clone())
+        .unwrap_or_else(|| config.temporal_ui_url());
+    let result = run_node(config.clone(), metrics, ui, embedded.is_some()).await;
+    if let Some(server) = embedded {
+        tracing::info!("stopping the embedded temporal server");
+        server.stop().await;
+    }
+    result
+}
+
+async fn run_node(
+    config: Arc<Config>,
+    metrics: Option<PrometheusHandle>,
+    temporal_ui: Option<String>,
+    embedded: bool,
+) -> Result<(), BoxError> {
+    let node = config.node_id.clone();
+    let client = temporal::connect(&config, &format!("orrery/{node}"), Duration::from_secs(60)).await?;
+    tracing::info!(node.id = %node, temporal = %config.temporal_address(), "connected to temporal");
+    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(Default::default())?);
+
+    let (supervisor, mut supervisor_handle) = Actor::spawn(
+        Some(actor_names::SUPERVISOR.to_string()),
+        NodeSupervisor,
+        SupervisorArgs {
+            config: config.clone(),
+            workers: WorkerHostArgs {
+                config: config.clone(),
+                client: client.clone(),
+                runtime,
+            },
+        },
+    )
+    .await?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    let stop_accepting = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let state = AppState {
+        asks: AskService {
+            config: config.clone(),
+            client,
+            temporal_ui: temporal_ui.clone(),
+        },
+        metrics,
+        ready: ready.clone(),
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.http).await?;
+    let http_addr = listener.local_addr()?;
+    let server = {
+        let stop = stop_accepting.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+
+    // Ready once every model configured to load at start has loaded (or failed for good).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(s) = crate::http::node_status().await
+            && s.models_loading.is_empty()
+        {
+            for (m, why) in &s.models_failed {
+                tracing::error!(model.id = %m, error = %why, "model failed to load");
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("models did not load within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ready.store(true, Ordering::SeqCst);
+    let host = if http_addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", http_addr.port())
+    } else {
+        http_addr.to_string()
+    };
+    println!("orrery node {node} ready");
+    println!("  web UI:       http://{host}/");
+    println!("  temporal:     {}", config.temporal_address());
+    if let Some(ui) = &temporal_ui {
+        println!("  temporal UI:  {ui}");
+    }
+    if embedded {
+        println!("  ask it:       orrery ask --url http://{host} \"What is the capital of France?\"");
+    }
+
+    let mut supervisor_gone = false;
+    tokio::select! {
+        _ = stop_signal() => tracing::info!("stop requested"),
+        _ = &mut supervisor_handle => {
+            supervisor_gone = true;
+            tracing::error!("the node supervisor stopped");
+        }
+    }
+
+    tracing::info!("shutdown: not ready, no new connections");
+    ready.store(false, Ordering::SeqCst);
+    stop_accepting.cancel();
+    tasks.close();
+    tracing::info!(in_flight = tasks.len(), grace_secs = config.limits.shutdown_grace.as_secs(), "shutdown: letting in-flight answers finish");
+    if tokio::time::timeout(config.limits.shutdown_grace, tasks.wait()).await.is_err() {
+        tracing::warn!(left = tasks.len(), "shutdown: grace period over; answers still running continue on other nodes");
+    }
+    shutdown.cancel();
+    tracing::info!("shutdown: stopping temporal workers");
+    if let Some(host) = crate::actors::lookup::<WorkerHostMsg>(actor_names::WORKER_HOST) {
+        let _ = ractor::call_t!(host, WorkerHostMsg::Drain, 60_000);
+    }
+    tracing::info!("shutdown: stopping actors");
+    if !supervisor_gone {
+        supervisor.stop(Some("shutdown".into()));
+        let _ = supervisor_handle.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("shutdown: done");
+    Ok(())
+}

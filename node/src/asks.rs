@@ -1,0 +1,222 @@
+//! Asks as every interface sees them (WebSocket now; REST and the OpenAI API reuse it): validate a
+//! request, start its AskWorkflow, follow its live events, wait for its end, cancel it.
+
+use crate::actors::broadcaster::{BroadcasterMsg, Subscriber};
+use crate::actors::model_holder::ModelHolderMsg;
+use crate::config::Config;
+use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::http::error::ApiError;
+use crate::ids::{CLUSTER_TASK_QUEUE, ModelId, RequestId, actor_names};
+use crate::workflows::ask::{AskInput, AskOutcome, AskWorkflow, Priority};
+use std::sync::Arc;
+use std::time::Instant;
+use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::{
+    Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
+};
+use temporalio_common::error::IncomingError;
+
+/// An ask as a client sends it, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct AskRequest {
+    pub user: String,
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    pub params: SamplingParams,
+    pub priority: Option<Priority>,
+}
+
+/// How an ask ended.
+#[derive(Clone, Debug)]
+pub enum AskEnd {
+    Done(AskOutcome),
+    Failed { code: String, message: String },
+    Cancelled,
+}
+
+#[derive(Clone)]
+pub struct AskService {
+    pub config: Arc<Config>,
+    pub client: Client,
+    pub temporal_ui: Option<String>,
+}
+
+impl AskService {
+    /// Checks a request and turns it into the workflow's input.
+    pub fn validate(&self, req: AskRequest) -> Result<AskInput, ApiError> {
+        let model = match req.model.as_deref() {
+            None | Some("") => self.config.default_model.clone(),
+            Some(m) => ModelId::new(m),
+        };
+        if self.config.model(&model).is_none() {
+            return Err(ApiError::unknown_model(&model));
+        }
+        if req.messages.is_empty() || req.messages.iter().all(|m| m.content.trim().is_empty()) {
+            return Err(ApiError::new("empty_prompt", "the prompt is empty"));
+        }
+        if !matches!(req.messages.last().map(|m| &m.role), Some(Role::User)) {
+            return Err(ApiError::new(
+                "invalid_params",
+                "the last message must be the user's",
+            ));
+        }
+        let chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
+        if chars > self.config.limits.max_prompt_chars {
+            return Err(ApiError::new(
+                "prompt_too_long",
+                format!(
+                    "the prompt has {chars} characters; the limit is {}",
+                    self.config.limits.max_prompt_chars
+                ),
+            ));
+        }
+        req.params
+            .validate()
+            .map_err(|e| ApiError::new("invalid_params", e.to_string()))?;
+        if req.params.max_tokens > self.config.limits.max_tokens {
+            return Err(ApiError::new(
+                "invalid_params",
+                format!(
+                    "max_tokens {} is above this cluster's limit of {}",
+                    req.params.max_tokens, self.config.limits.max_tokens
+                ),
+            ));
+        }
+        Ok(AskInput {
+            request_id: RequestId::generate(),
+            user: req.user,
+            model,
+            messages: req.messages,
+            params: req.params,
+            priority: req.priority.unwrap_or(Priority::Normal),
+            origin: self.config.node_id.clone(),
+            heartbeat_timeout_secs: self.config.limits.heartbeat_timeout.as_secs(),
+        })
+    }
+
+    /// The Temporal UI page of an ask's workflow.
+    pub fn workflow_url(&self, id: &RequestId) -> Option<String> {
+        self.temporal_ui.as_ref().map(|ui| {
+            format!(
+                "{ui}/namespaces/{}/workflows/{id}",
+                self.config.temporal.namespace
+            )
+        })
+    }
+
+    /// Follows the live events of `id` on this node's Broadcaster.
+    pub fn follow(&self, id: &RequestId, tx: Subscriber) {
+        if let Some(b) = crate::actors::lookup::<BroadcasterMsg>(actor_names::BROADCASTER) {
+            let _ = b.cast(BroadcasterMsg::Subscribe {
+                request_id: id.clone(),
+                tx,
+            });
+        }
+    }
+
+    pub fn unfollow(&self, id: &RequestId) {
+        if let Some(b) = crate::actors::lookup::<BroadcasterMsg>(actor_names::BROADCASTER) {
+            let _ = b.cast(BroadcasterMsg::Unsubscribe(id.clone()));
+        }
+    }
+
+    /// Starts the ask's workflow.
+    pub async fn start(&self, input: AskInput) -> Result<(), ApiError> {
+        let id = input.request_id.to_string();
+        let opts = WorkflowStartOptions::new(CLUSTER_TASK_QUEUE, id.clone())
+            .static_summary(summary(&input))
+            .build();
+        metrics::gauge!("orrery_asks_in_flight").increment(1.0);
+        match self.client.start_workflow(AskWorkflow::run, input, opts).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                metrics::gauge!("orrery_asks_in_flight").decrement(1.0);
+                tracing::error!(workflow.id = %id, error = %e, "could not start the ask workflow");
+                Err(ApiError::new(
+                    "unavailable",
+                    format!("the control plane (Temporal) did not take the ask: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Waits for the ask's end, from its workflow's durable result.
+    pub async fn wait(&self, id: &RequestId) -> AskEnd {
+        let started = Instant::now();
+        let handle = self
+            .client
+            .get_workflow_handle::<AskWorkflow>(id.to_string());
+        let end = match handle.get_result(WorkflowGetResultOptions::default()).await {
+            Ok(outcome) => AskEnd::Done(outcome),
+            Err(WorkflowGetResultError::Cancelled { .. }) => AskEnd::Cancelled,
+            Err(WorkflowGetResultError::Failed(e)) => {
+                let (code, message) = describe_failure(&e);
+                AskEnd::Failed { code, message }
+            }
+            Err(e) => AskEnd::Failed {
+                code: "internal".into(),
+                message: e.to_string(),
+            },
+        };
+        let outcome = match &end {
+            AskEnd::Done(_) => "done",
+            AskEnd::Failed { .. } => "failed",
+            AskEnd::Cancelled => "cancelled",
+        };
+        metrics::gauge!("orrery_asks_in_flight").decrement(1.0);
+        metrics::counter!("orrery_requests_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("orrery_request_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        end
+    }
+
+    /// Cancels an ask: durably through Temporal, and at once on this node's engines so the
+    /// answer stops within a token rather than at the next heartbeat.
+    pub async fn cancel(&self, id: &RequestId) -> Result<(), ApiError> {
+        let handle = self
+            .client
+            .get_workflow_handle::<AskWorkflow>(id.to_string());
+        handle
+            .cancel(WorkflowCancelOptions::default())
+            .await
+            .map_err(|e| ApiError::new("unknown_request", format!("cannot cancel {id}: {e}")))?;
+        for m in &self.config.models {
+            if let Some(h) =
+                crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&m.id))
+            {
+                let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn summary(input: &AskInput) -> String {
+    let q: String = input
+        .messages
+        .last()
+        .map(|m| m.content.chars().take(80).collect())
+        .unwrap_or_default();
+    format!("{} · {}", input.model, q)
+}
+
+/// A failed workflow's stable error code and message.
+fn describe_failure(e: &IncomingError) -> (String, String) {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        match err {
+            IncomingError::Application(a) => {
+                let code = match a.type_name() {
+                    Some(crate::workflows::ask::UNKNOWN_MODEL) => "unknown_model",
+                    Some(crate::workflows::ask::INVALID_REQUEST) => "invalid_params",
+                    Some(crate::workflows::ask::NO_CAPACITY) => "no_capacity",
+                    _ => "internal",
+                };
+                return (code.into(), a.source_error().to_string());
+            }
+            IncomingError::Activity(a) => cur = a.cause(),
+            other => return ("internal".into(), other.to_string()),
+        }
+    }
+    ("internal".into(), e.to_string())
+}

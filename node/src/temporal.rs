@@ -1,0 +1,216 @@
+//! Temporal plumbing outside workflow code: the embedded dev server (a child process of `orrery
+//! up`) and the client connection (plain, mTLS or API key).
+
+use crate::config::{Config, TemporalTarget};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use temporalio_client::{
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    #[error("could not start the Temporal dev server ({cli}): {source}")]
+    Spawn {
+        cli: String,
+        source: std::io::Error,
+    },
+    #[error("the Temporal dev server exited at start ({status}); is port {port} already in use? its output: {output}")]
+    Exited {
+        status: String,
+        port: u16,
+        output: String,
+    },
+    #[error("Temporal at {address} did not answer within {secs} s: {last}")]
+    Unreachable {
+        address: String,
+        secs: u64,
+        last: String,
+    },
+    #[error("reading TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("bad Temporal address {0}")]
+    BadAddress(String),
+}
+
+/// A `temporal server start-dev` child process with its SQLite file; stopped on drop.
+pub struct EmbeddedTemporal {
+    child: Child,
+    pub address: String,
+    pub ui_url: Option<String>,
+}
+
+impl EmbeddedTemporal {
+    /// Starts the dev server and waits until its frontend accepts connections.
+    pub async fn start(
+        cli: &Path,
+        port: u16,
+        ui_port: Option<u16>,
+        db_file: &Path,
+    ) -> Result<Self, TemporalError> {
+        let mut cmd = Command::new(cli);
+        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--db-filename")
+            .arg(db_file)
+            .args(["--log-level", "error", "--namespace", "default"]);
+        match ui_port {
+            Some(p) => {
+                cmd.arg("--ui-port").arg(p.to_string());
+            }
+            None => {
+                cmd.arg("--headless");
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to end the server with us, so a
+        // killed node leaves no orphan dev server behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| TemporalError::Spawn {
+            cli: cli.display().to_string(),
+            source,
+        })?;
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut output = String::new();
+                if let Some(mut err) = child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = err.read_to_string(&mut output).await;
+                }
+                return Err(TemporalError::Exited {
+                    status: status.to_string(),
+                    port,
+                    output: output.chars().take(2000).collect(),
+                });
+            }
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(TemporalError::Unreachable {
+                    address,
+                    secs: 60,
+                    last: "port never opened".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
+            child,
+            address,
+            ui_url: ui_port.map(|p| format!("http://127.0.0.1:{p}")),
+        })
+    }
+
+    /// Asks the server to stop, and kills it if it does not within a few seconds.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Connects to Temporal, retrying until `wait` has passed (a just-started server needs a moment).
+pub async fn connect(config: &Config, identity: &str, wait: Duration) -> Result<Client, TemporalError> {
+    let address = config.temporal_address();
+    let t = &config.temporal;
+    let scheme = if t.tls.is_some() || t.api_key.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = Url::parse(&format!("{scheme}://{address}"))
+        .map_err(|_| TemporalError::BadAddress(address.clone()))?;
+    let tls = match &t.tls {
+        None => None,
+        Some(tls) => {
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| TemporalError::TlsFile {
+                    path: p.display().to_string(),
+                    source,
+                })
+            };
+            let ca = tls.ca_cert.as_deref().map(read).transpose()?;
+            let client = ClientTlsOptions::builder()
+                .client_cert(read(&tls.client_cert)?)
+                .client_private_key(read(&tls.client_key)?)
+                .build();
+            Some(
+                TlsOptions::builder()
+                    .maybe_server_root_ca_cert(ca)
+                    .maybe_domain(tls.domain.clone())
+                    .client_tls_options(client)
+                    .build(),
+            )
+        }
+    };
+    let opts = ConnectionOptions::new(url)
+        .identity(identity.to_string())
+        .maybe_tls_options(tls)
+        .maybe_api_key(t.api_key.as_ref().map(|k| k.expose().to_string()))
+        .connect_timeout(Duration::from_secs(5))
+        .build();
+    let deadline = Instant::now() + wait;
+    loop {
+        match Connection::connect(opts.clone()).await {
+            Ok(conn) => {
+                let client = Client::new(conn, ClientOptions::new(t.namespace.clone()).build())
+                    .map_err(|e| TemporalError::Unreachable {
+                        address: address.clone(),
+                        secs: wait.as_secs(),
+                        last: e.to_string(),
+                    })?;
+                return Ok(client);
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(TemporalError::Unreachable {
+                    address,
+                    secs: wait.as_secs(),
+                    last: e.to_string(),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "temporal not reachable yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Starts the embedded server when the configuration asks for one.
+pub async fn start_embedded_if_configured(
+    config: &Config,
+) -> Result<Option<EmbeddedTemporal>, Box<dyn std::error::Error + Send + Sync>> {
+    let TemporalTarget::Embedded { port, ui_port } = config.temporal.target else {
+        return Ok(None);
+    };
+    let cli = crate::setup::ensure_temporal_cli(&config.home)?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = config.data_dir.join("temporal.db");
+    let server = EmbeddedTemporal::start(&cli, port, Some(ui_port), &db).await?;
+    Ok(Some(server))
+}

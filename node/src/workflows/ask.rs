@@ -1,0 +1,244 @@
+//! AskWorkflow: one user request, from plan to answer. Its id is the request id; its result is
+//! the durable record of the answer; its `stage` query is the live stage at any time.
+//!
+//! Plan picks a node (activity on the cluster queue); generate runs on that node's own queue and
+//! heartbeats the answer so far. If the node goes silent (heartbeat or schedule-to-start timeout),
+//! the workflow plans again without it and resumes from the last heartbeated text.
+
+use crate::activities::{ClusterActivities, GenerateInput, NodeActivities, PlanInput, Progress};
+use crate::engine::{ChatMessage, FinishReason, SamplingParams};
+use crate::ids::{ModelId, NodeId, RequestId, node_task_queue};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use temporalio_common::error::IncomingError;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityExecutionError, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
+};
+use temporalio_common::RetryPolicy;
+
+/// Failure types that mean the request itself is at fault: no other node would do better.
+pub const INVALID_REQUEST: &str = "InvalidRequest";
+pub const UNKNOWN_MODEL: &str = "UnknownModel";
+pub const NO_CAPACITY: &str = "NoCapacity";
+
+/// How many placements one ask may try before it fails.
+const MAX_PLACEMENTS: u32 = 4;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AskInput {
+    pub request_id: RequestId,
+    pub user: String,
+    pub model: ModelId,
+    pub messages: Vec<ChatMessage>,
+    pub params: SamplingParams,
+    pub priority: Priority,
+    /// The node the user is connected to: live chunks go to its Broadcaster.
+    pub origin: NodeId,
+    /// Seconds a silent generating node is given before the work moves.
+    pub heartbeat_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AskOutcome {
+    pub text: String,
+    pub node: NodeId,
+    pub model: ModelId,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub first_token_ms: u64,
+    pub total_ms: u64,
+    /// Placements tried (1 when the first node finished the answer).
+    pub attempts: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stage")]
+pub enum AskStage {
+    #[default]
+    Planning,
+    Generating {
+        node: NodeId,
+        attempt: u32,
+    },
+    Done,
+    Failed {
+        reason: String,
+    },
+    Cancelled,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct AskWorkflow {
+    stage: AskStage,
+}
+
+enum Next {
+    Replan { resume: String, why: String },
+    Fail(WorkflowTermination),
+}
+
+/// Sorts an activity failure into "try another node" or "the ask fails".
+fn classify(err: ActivityExecutionError, resume: &str, node: &NodeId) -> Next {
+    match err {
+        ActivityExecutionError::Cancelled(_) => Next::Fail(WorkflowTermination::cancelled()),
+        ActivityExecutionError::Failed(f) => {
+            let message = f.failure().message.clone();
+            match f.cause() {
+                Some(IncomingError::Timeout(t)) => {
+                    let resume = t
+                        .last_heartbeat_details::<Progress>()
+                        .ok()
+                        .flatten()
+                        .map(|p| p.text)
+                        .filter(|t| t.len() >= resume.len())
+                        .unwrap_or_else(|| resume.to_string());
+                    Next::Replan {
+                        resume,
+                        why: format!("node {node} timed out: {message}"),
+                    }
+                }
+                Some(IncomingError::Application(a))
+                    if matches!(a.type_name(), Some(INVALID_REQUEST) | Some(UNKNOWN_MODEL)) =>
+                {
+                    Next::Fail(
+                        temporalio_common::error::ApplicationFailure::builder(
+                            a.source_error().to_string(),
+                        )
+                        .type_name(a.type_name().unwrap_or(INVALID_REQUEST).to_string())
+                        .non_retryable(true)
+                        .build()
+                        .into(),
+                    )
+                }
+                _ => Next::Replan {
+                    resume: resume.to_string(),
+                    why: format!("node {node} failed: {message}"),
+                },
+            }
+        }
+        other => Next::Fail(other.into()),
+    }
+}
+
+#[workflow_methods]
+impl AskWorkflow {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: AskInput) -> WorkflowResult<AskOutcome> {
+        let mut excluded: Vec<NodeId> = Vec::new();
+        let mut resume = String::new();
+        let mut last_error = String::new();
+        for attempt in 1..=MAX_PLACEMENTS {
+            ctx.state_mut(|s| s.stage = AskStage::Planning);
+            let plan = ctx
+                .execute_activity(
+                    ClusterActivities::plan,
+                    PlanInput {
+                        request_id: input.request_id.clone(),
+                        model: input.model.clone(),
+                        origin: input.origin.clone(),
+                        excluded: excluded.clone(),
+                    },
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                        .retry_policy(RetryPolicy::builder()
+                            .maximum_attempts(20)
+                            .maximum_interval(Duration::from_secs(2))
+                            .build())
+                        .build(),
+                )
+                .await;
+            let node = match plan {
+                Ok(p) => p.node,
+                Err(e) => {
+                    let why = e.to_string();
+                    return Err(match classify(e, &resume, &input.origin) {
+                        Next::Fail(t) => t,
+                        Next::Replan { .. } => {
+                            temporalio_common::error::ApplicationFailure::non_retryable(why).into()
+                        }
+                    });
+                }
+            };
+            ctx.state_mut(|s| {
+                s.stage = AskStage::Generating {
+                    node: node.clone(),
+                    attempt,
+                }
+            });
+            let hb = Duration::from_secs(input.heartbeat_timeout_secs);
+            let generated = ctx
+                .execute_activity(
+                    NodeActivities::generate,
+                    GenerateInput {
+                        request_id: input.request_id.clone(),
+                        model: input.model.clone(),
+                        messages: input.messages.clone(),
+                        params: input.params.clone(),
+                        origin: input.origin.clone(),
+                        resume_text: resume.clone(),
+                        attempt,
+                    },
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30 * 60))
+                        .task_queue(node_task_queue(&node))
+                        .schedule_to_start_timeout(hb * 3)
+                        .heartbeat_timeout(hb)
+                        // One try per placement: the workflow itself moves failed work elsewhere.
+                        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+                        .build(),
+                )
+                .await;
+            match generated {
+                Ok(mut outcome) => {
+                    outcome.attempts = attempt;
+                    ctx.state_mut(|s| s.stage = AskStage::Done);
+                    return Ok(outcome);
+                }
+                Err(e) => match classify(e, &resume, &node) {
+                    Next::Fail(t) => {
+                        ctx.state_mut(|s| {
+                            s.stage = match &t {
+                                WorkflowTermination::Cancelled { .. } => AskStage::Cancelled,
+                                other => AskStage::Failed {
+                                    reason: other.to_string(),
+                                },
+                            }
+                        });
+                        return Err(t);
+                    }
+                    Next::Replan { resume: r, why } => {
+                        resume = r;
+                        last_error = why;
+                        excluded.push(node);
+                    }
+                },
+            }
+        }
+        let reason = format!("gave up after {MAX_PLACEMENTS} placements; last: {last_error}");
+        ctx.state_mut(|s| {
+            s.stage = AskStage::Failed {
+                reason: reason.clone(),
+            }
+        });
+        Err(temporalio_common::error::ApplicationFailure::builder(reason)
+            .type_name(NO_CAPACITY.to_string())
+            .non_retryable(true)
+            .build()
+            .into())
+    }
+
+    #[query]
+    pub fn stage(&self, _ctx: &WorkflowContextView) -> AskStage {
+        self.stage.clone()
+    }
+}

@@ -1,0 +1,6 @@
+//! Temporal workflows. Workflow code is deterministic: no clocks, randomness or I/O here; all of
+//! that happens in activities.
+
+pub mod ask;
+
+pub use ask::{AskInput, AskOutcome, AskStage, AskWorkflow};

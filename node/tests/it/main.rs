@@ -1,0 +1,7 @@
+//! Integration tests, in one binary: each test starts a real Temporal dev server (free port, temp
+//! SQLite file) and real `orrery` node processes, and asks real questions of the real model.
+
+mod browser;
+mod harness;
+mod supervision;
+mod websocket;
