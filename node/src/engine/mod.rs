@@ -38,3 +38,465 @@
 //!     fn active_sequences(&self) -> usize;  fn queued(&self) -> usize;
 //! }
 //! ```
+//!
+//! Implementations: [`CandleEngine::load`] (GGUF on the CPU; tokenizer and chat template from the
+//! file; one inference thread round-robining up to `max_sequences` answers, see `scheduler`) and
+//! [`SyntheticEngine::new`]. Additions to the contract: `EngineError::{Template, Tokenizer,
+//! Shutdown}` and [`EngineError::code`], [`EngineInfo::max_sequences`], [`Precision`].
+
+mod candle;
+mod scheduler;
+mod sequence;
+mod stats;
+mod synthetic;
+mod weights;
+
+pub mod sampling;
+pub mod template;
+pub mod tokenizer;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod testutil;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+pub use self::candle::{CandleConfig, CandleEngine};
+pub use self::synthetic::{SyntheticConfig, SyntheticEngine};
+pub use self::weights::Precision;
+
+/// Largest `max_tokens` a request may ask for.
+pub const MAX_TOKENS_LIMIT: u32 = 4096;
+/// Most stop strings per request.
+pub const MAX_STOP_STRINGS: usize = 4;
+/// Longest stop string, in bytes.
+pub const MAX_STOP_BYTES: usize = 64;
+
+/// Who wrote a chat message.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The name chat templates expect in `message['role']`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// How to pick tokens and when to stop.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// Most new tokens this call may generate (a resumed answer counts only its new tokens).
+    pub max_tokens: u32,
+    /// 0 means greedy (argmax).
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    /// Generation stops before the first occurrence of any of these; the match is not emitted.
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            max_tokens: 256,
+            temperature: 0.7,
+            top_p: None,
+            seed: 0,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Checks every range and reports all violations in one error.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let mut problems = Vec::new();
+        if !(1..=MAX_TOKENS_LIMIT).contains(&self.max_tokens) {
+            problems.push(format!(
+                "max_tokens must be in 1..={MAX_TOKENS_LIMIT}, got {}",
+                self.max_tokens
+            ));
+        }
+        // `contains` is false for NaN, which is what we want.
+        if !(0.0..=2.0).contains(&self.temperature) {
+            problems.push(format!(
+                "temperature must be in 0..=2, got {}",
+                self.temperature
+            ));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            problems.push(format!("top_p must be in (0, 1], got {p}"));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            problems.push(format!(
+                "at most {MAX_STOP_STRINGS} stop strings, got {}",
+                self.stop.len()
+            ));
+        }
+        for s in &self.stop {
+            if s.is_empty() || s.len() > MAX_STOP_BYTES {
+                problems.push(format!(
+                    "stop strings must be 1..={MAX_STOP_BYTES} bytes, got {} bytes",
+                    s.len()
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidParams(problems.join("; ")))
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// End of turn or a stop string.
+    Stop,
+    /// `max_tokens` or the context window reached.
+    Length,
+    /// The cancel token fired or the receiver was dropped.
+    Cancelled,
+}
+
+/// One chat completion to produce.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub messages: Vec<ChatMessage>,
+    pub params: SamplingParams,
+    /// Answer text already produced (failover/resume): generation continues after it and emits
+    /// only new text. Empty for a fresh answer.
+    pub resume_text: String,
+    /// Checked between tokens.
+    pub cancel: CancellationToken,
+}
+
+impl GenerateRequest {
+    /// A fresh answer with its own cancel token.
+    pub fn new(messages: Vec<ChatMessage>, params: SamplingParams) -> Self {
+        GenerateRequest {
+            messages,
+            params,
+            resume_text: String::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a generation reports, in order, over its channel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum GenEvent {
+    /// New answer text: valid UTF-8, never a split character, held back while it may be the
+    /// start of a stop string.
+    Token { text: String },
+    /// Last event on success or cancellation.
+    Done(GenSummary),
+    /// Last event on error.
+    Failed(EngineError),
+}
+
+/// Counts and timings of a finished generation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct GenSummary {
+    pub finish_reason: FinishReason,
+    /// Tokens of the rendered prompt, resume text included.
+    pub prompt_tokens: u32,
+    /// New tokens sampled, the end-of-turn token excluded.
+    pub completion_tokens: u32,
+    /// From `generate` to the first sampled token (zero when none was sampled).
+    pub time_to_first_token: Duration,
+    /// From `generate` to the end.
+    pub total: Duration,
+}
+
+/// Errors an engine reports; callers branch on the variant (see [`EngineError::code`]).
+#[derive(thiserror::Error, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("invalid sampling parameters: {0}")]
+    InvalidParams(String),
+    #[error("prompt of {prompt_tokens} tokens leaves no room in the {context_len}-token context")]
+    PromptTooLong {
+        prompt_tokens: u32,
+        context_len: u32,
+    },
+    #[error("cannot load model: {0}")]
+    Load(String),
+    #[error("cannot render the chat template: {0}")]
+    Template(String),
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("engine is shutting down")]
+    Shutdown,
+}
+
+impl EngineError {
+    /// A stable machine-readable code for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::InvalidParams(_) => "invalid_params",
+            EngineError::PromptTooLong { .. } => "prompt_too_long",
+            EngineError::Load(_) => "model_load_failed",
+            EngineError::Template(_) => "template_error",
+            EngineError::Tokenizer(_) => "tokenizer_error",
+            EngineError::Inference(_) => "inference_failed",
+            EngineError::Shutdown => "engine_shutdown",
+        }
+    }
+
+    /// True when the request itself is at fault, so retrying it elsewhere cannot help.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            EngineError::InvalidParams(_)
+                | EngineError::PromptTooLong { .. }
+                | EngineError::Template(_)
+        )
+    }
+}
+
+/// What an engine is and roughly what it costs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub model_id: String,
+    /// "candle-gguf" or "synthetic".
+    pub kind: String,
+    /// Prompt plus answer tokens one sequence may hold.
+    pub context_len: u32,
+    /// Upper-bound estimate: weights plus a full-context KV cache for every sequence slot.
+    pub memory_bytes: u64,
+    /// Sequences decoded concurrently; further requests queue.
+    pub max_sequences: usize,
+}
+
+/// An inference engine serving one model.
+pub trait Engine: Send + Sync + 'static {
+    fn model_id(&self) -> &str;
+    fn info(&self) -> EngineInfo;
+    /// Prompt tokens of `messages` after the chat template (with the generation prompt).
+    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError>;
+    /// Starts a generation; events arrive on the returned channel, ending with `Done` or `Failed`.
+    fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent>;
+    /// Sequences being decoded now.
+    fn active_sequences(&self) -> usize;
+    /// Requests waiting for a sequence slot.
+    fn queued(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_accepts_and_rejects_by_table() {
+        let ok = SamplingParams::default();
+        let cases: Vec<(&str, SamplingParams, bool)> = vec![
+            ("default", ok.clone(), true),
+            (
+                "greedy",
+                SamplingParams {
+                    temperature: 0.0,
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "max temperature",
+                SamplingParams {
+                    temperature: 2.0,
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "top_p 1",
+                SamplingParams {
+                    top_p: Some(1.0),
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "max_tokens 4096",
+                SamplingParams {
+                    max_tokens: 4096,
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "max_tokens 0",
+                SamplingParams {
+                    max_tokens: 0,
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "max_tokens 4097",
+                SamplingParams {
+                    max_tokens: 4097,
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "negative temperature",
+                SamplingParams {
+                    temperature: -0.1,
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "temperature 2.1",
+                SamplingParams {
+                    temperature: 2.1,
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "NaN temperature",
+                SamplingParams {
+                    temperature: f64::NAN,
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "top_p 0",
+                SamplingParams {
+                    top_p: Some(0.0),
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "top_p 1.5",
+                SamplingParams {
+                    top_p: Some(1.5),
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "4 stops",
+                SamplingParams {
+                    stop: vec!["a".into(); 4],
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "5 stops",
+                SamplingParams {
+                    stop: vec!["a".into(); 5],
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "empty stop",
+                SamplingParams {
+                    stop: vec![String::new()],
+                    ..ok.clone()
+                },
+                false,
+            ),
+            (
+                "64-byte stop",
+                SamplingParams {
+                    stop: vec!["x".repeat(64)],
+                    ..ok.clone()
+                },
+                true,
+            ),
+            (
+                "65-byte stop",
+                SamplingParams {
+                    stop: vec!["x".repeat(65)],
+                    ..ok.clone()
+                },
+                false,
+            ),
+        ];
+        for (name, params, valid) in cases {
+            let result = params.validate();
+            assert_eq!(result.is_ok(), valid, "{name}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(e.code(), "invalid_params", "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn validate_reports_every_problem_at_once() {
+        let params = SamplingParams {
+            max_tokens: 0,
+            temperature: 9.0,
+            ..SamplingParams::default()
+        };
+        let Err(EngineError::InvalidParams(msg)) = params.validate() else {
+            panic!("expected InvalidParams");
+        };
+        assert!(
+            msg.contains("max_tokens") && msg.contains("temperature"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn serde_names_match_the_contract() {
+        let cases = [
+            (serde_json::to_string(&Role::System), "\"system\""),
+            (serde_json::to_string(&Role::User), "\"user\""),
+            (serde_json::to_string(&Role::Assistant), "\"assistant\""),
+            (serde_json::to_string(&FinishReason::Stop), "\"stop\""),
+            (serde_json::to_string(&FinishReason::Length), "\"length\""),
+            (
+                serde_json::to_string(&FinishReason::Cancelled),
+                "\"cancelled\"",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.ok().as_deref(), Some(want));
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The candle engine: a quantized llama-architecture GGUF model on the CPU, with the tokenizer and
+//! chat template taken from the same file, served by its own inference thread.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file;
+use candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::scheduler::{SchedulerConfig, SchedulerHandle};
+use super::stats::GenMetrics;
+use super::template::ChatTemplate;
+use super::tokenizer::GgufTokenizer;
+use super::weights::{self, Precision};
+use super::{ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest};
+
+/// Tunables of a [`CandleEngine`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CandleConfig {
+    /// Answers decoded concurrently (each holds its own KV cache); further requests queue.
+    pub max_sequences: usize,
+    /// Prompt tokens per forward pass: long prompts are fed in chunks so the other answers keep
+    /// streaming and a cancel is seen between chunks.
+    pub prefill_chunk: usize,
+    pub precision: Precision,
+}
+
+impl Default for CandleConfig {
+    fn default() -> Self {
+        CandleConfig {
+            max_sequences: 4,
+            // About half a second of prompt processing on two cores: keeps other answers
+            // streaming and cancellation prompt while costing little throughput.
+            prefill_chunk: 64,
+            precision: Precision::Quantized,
+        }
+    }
+}
+
+/// A GGUF model served from a dedicated inference thread.
+pub struct CandleEngine {
+    model_id: String,
+    info: EngineInfo,
+    tokenizer: Arc<GgufTokenizer>,
+    template: Arc<ChatTemplate>,
+    scheduler: SchedulerHandle,
+}
+
+impl std::fmt::Debug for CandleEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandleEngine")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CandleEngine {
+    /// Loads `path` with the default [`CandleConfig`]. Blocking (reads ~100 MB): call it from
+    /// `spawn_blocking` or before the runtime starts.
+    pub fn load(path: &Path, model_id: impl Into<String>) -> Result<Self, EngineError> {
+        Self::load_with(path, model_id, CandleConfig::default())
+    }
+
+    pub fn load_with(
+        path: &Path,
+        model_id: impl Into<String>,
+        config: CandleConfig,
+    ) -> Result<Self, EngineError> {
+        let model_id = model_id.into();
+        let load_err = |what: &str, e: &dyn std::fmt::Display| {
+            EngineError::Load(format!("{what} {}: {e}", path.display()))
+        };
+        let mut file = File::open(path).map_err(|e| load_err("opening", &e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| load_err("parsing", &e))?;
+
+        let arch = md_str(&content, "general.architecture").unwrap_or_default();
+        if arch != "llama" {
+            return Err(EngineError::Load(format!(
+                "{}: architecture {arch:?} is not supported (only llama)",
+                path.display()
+            )));
+        }
+        let tokenizer = GgufTokenizer::from_gguf_metadata(&content.metadata)?;
+        let template = chat_template(&content, &tokenizer)?;
+        let shape = KvShape::from_gguf(&content, &arch)?;
+        let context_len = shape.context_len.min(MAX_SEQ_LEN);
+
+        let loaded = weights::load(content, &mut file, config.precision).map_err(|e| match e {
+            EngineError::Load(msg) => EngineError::Load(format!("{}: {msg}", path.display())),
+            other => other,
+        })?;
+
+        let max_sequences = config.max_sequences.max(1);
+        let kv_bytes_per_seq = shape.kv_bytes_per_token() * context_len as u64;
+        let info = EngineInfo {
+            model_id: model_id.clone(),
+            kind: "candle-gguf".to_string(),
+            context_len: context_len as u32,
+            memory_bytes: loaded.weight_bytes + kv_bytes_per_seq * max_sequences as u64,
+            max_sequences,
+        };
+        let tokenizer = Arc::new(tokenizer);
+        let template = Arc::new(template);
+        let scheduler = SchedulerHandle::spawn(
+            &model_id,
+            loaded.model,
+            Arc::clone(&tokenizer),
+            Arc::clone(&template),
+            SchedulerConfig {
+                max_sequences,
+                prefill_chunk: config.prefill_chunk,
+                context_len,
+            },
+            GenMetrics::new(&model_id),
+        )
+        .map_err(|e| EngineError::Load(format!("starting the inference thread: {e}")))?;
+        tracing::info!(
+            model.id = %model_id, context_len, max_sequences, precision = ?config.precision,
+            "model loaded"
+        );
+        Ok(CandleEngine {
+            model_id,
+            info,
+            tokenizer,
+            template,
+            scheduler,
+        })
+    }
+
+    /// The tokenizer read from the GGUF file.
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// The prompt text the model sees for `messages` (plus `resume_text`).
+    pub fn render_prompt(
+        &self,
+        messages: &[ChatMessage],
+        resume_text: &str,
+    ) -> Result<String, EngineError> {
+        self.template.prompt(messages, resume_text)
+    }
+}
+
+impl Engine for CandleEngine {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn info(&self) -> EngineInfo {
+        self.info.clone()
+    }
+
+    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
+        let text = self.template.prompt(messages, "")?;
+        Ok(self.tokenizer.encode_prompt(&text)?.len() as u32)
+    }
+
+    fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
+        self.scheduler.submit(req)
+    }
+
+    fn active_sequences(&self) -> usize {
+        self.scheduler.active()
+    }
+
+    fn queued(&self) -> usize {
+        self.scheduler.queued()
+    }
+}
+
+/// The model's chat template, with the BOS/EOS texts it may refer to.
+fn chat_template(
+    content: &gguf_file::Content,
+    tokenizer: &GgufTokenizer,
+) -> Result<ChatTemplate, EngineError> {
+    let token_text = |id: Option<u32>| {
+        id.map(|id| match tokenizer.control_text(id) {
+            Some(t) => t.to_string(),
+            None => tokenizer.decode(&[id]),
+        })
+        .unwrap_or_default()
+    };
+    let bos = token_text(tokenizer.bos_id());
+    let eos = token_text(Some(tokenizer.eos_id()));
+    let source = md_str(content, "tokenizer.chat_template");
+    if source.is_none() {
+        tracing::warn!("model has no chat template: using plain ChatML");
+    }
+    ChatTemplate::new(source.as_deref(), &bos, &eos)
+}
+
+/// What the KV cache of one sequence costs.
+struct KvShape {
+    layers: u64,
+    kv_heads: u64,
+    head_dim: u64,
+    context_len: usize,
+}
+
+impl KvShape {
+    fn from_gguf(content: &gguf_file::Content, arch: &str) -> Result<Self, EngineError> {
+        let get = |key: &str| -> Result<u64, EngineError> {
+            let full = format!("{arch}.{key}");
+            content
+                .metadata
+                .get(&full)
+                .and_then(|v| v.to_u32().ok())
+                .map(u64::from)
+                .ok_or_else(|| EngineError::Load(format!("no {full} in GGUF metadata")))
+        };
+        let heads = get("attention.head_count")?.max(1);
+        Ok(KvShape {
+            layers: get("block_count")?,
+            kv_heads: get("attention.head_count_kv").unwrap_or(heads),
+            head_dim: get("embedding_length")? / heads,
+            context_len: get("context_length").unwrap_or(MAX_SEQ_LEN as u64) as usize,
+        })
+    }
+
+    /// Keys and values, f32, every layer.
+    fn kv_bytes_per_token(&self) -> u64 {
+        2 * self.layers * self.kv_heads * self.head_dim * 4
+    }
+}
+
+fn md_str(content: &gguf_file::Content, key: &str) -> Option<String> {
+    content
+        .metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+}

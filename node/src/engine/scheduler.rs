@@ -1,0 +1,279 @@
+//! The inference thread: one OS thread per engine, off the async runtime, that takes jobs from a
+//! channel, keeps up to `max_sequences` answers in flight and advances them in turn, one forward
+//! pass each, so several answers stream at once. A panic in the model fails that answer only.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
+use super::stats::GenMetrics;
+use super::template::ChatTemplate;
+use super::tokenizer::GgufTokenizer;
+use super::{EngineError, GenEvent, GenerateRequest};
+
+/// How the scheduler shares out its thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Answers decoded concurrently; more wait in a queue.
+    pub max_sequences: usize,
+    /// Prompt tokens per forward pass. Long prompts are fed in chunks so the other answers keep
+    /// streaming and a cancel is seen between chunks.
+    pub prefill_chunk: usize,
+    /// Tokens (prompt and answer) one sequence may hold.
+    pub context_len: usize,
+}
+
+struct Job {
+    req: GenerateRequest,
+    tx: UnboundedSender<GenEvent>,
+    received: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    active: AtomicUsize,
+    queued: AtomicUsize,
+}
+
+/// The engine's side of the inference thread. Dropping it closes the job channel; the thread then
+/// fails what it still holds with [`EngineError::Shutdown`] and exits after its current step.
+pub struct SchedulerHandle {
+    jobs: Sender<Job>,
+    counters: Arc<Counters>,
+    // Not joined on drop: joining could block an async caller for a whole forward pass, and the
+    // thread ends on its own once the channel closes.
+    _thread: JoinHandle<()>,
+}
+
+impl SchedulerHandle {
+    /// Starts the thread. `base` is cloned for every sequence.
+    pub fn spawn<M: StepModel>(
+        name: &str,
+        base: M,
+        tokenizer: Arc<GgufTokenizer>,
+        template: Arc<ChatTemplate>,
+        config: SchedulerConfig,
+        stats: GenMetrics,
+    ) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            base,
+            tokenizer,
+            template,
+            config: SchedulerConfig {
+                max_sequences: config.max_sequences.max(1),
+                prefill_chunk: config.prefill_chunk.max(1),
+                ..config
+            },
+            stats,
+            counters: Arc::clone(&counters),
+            active: Vec::new(),
+            waiting: VecDeque::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || worker.run(rx))?;
+        Ok(SchedulerHandle {
+            jobs,
+            counters,
+            _thread: thread,
+        })
+    }
+
+    /// Queues a generation. Parameter errors and a stopped thread are reported on the channel.
+    pub fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
+        let (tx, rx) = unbounded_channel();
+        if let Err(e) = req.params.validate() {
+            let _ = tx.send(GenEvent::Failed(e));
+            return rx;
+        }
+        self.counters.queued.fetch_add(1, Ordering::SeqCst);
+        let job = Job {
+            req,
+            tx,
+            received: Instant::now(),
+        };
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
+        }
+        rx
+    }
+
+    pub fn active(&self) -> usize {
+        self.counters.active.load(Ordering::SeqCst)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.counters.queued.load(Ordering::SeqCst)
+    }
+}
+
+struct Worker<M> {
+    base: M,
+    tokenizer: Arc<GgufTokenizer>,
+    template: Arc<ChatTemplate>,
+    config: SchedulerConfig,
+    stats: GenMetrics,
+    counters: Arc<Counters>,
+    active: Vec<Sequence<M>>,
+    waiting: VecDeque<Admitted>,
+}
+
+impl<M: StepModel> Worker<M> {
+    fn run(mut self, rx: Receiver<Job>) {
+        loop {
+            if self.active.is_empty() && self.waiting.is_empty() {
+                match rx.recv() {
+                    Ok(job) => self.accept(job),
+                    Err(_) => return self.shut_down(),
+                }
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(job) => self.accept(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return self.shut_down(),
+                }
+            }
+            self.drop_cancelled_waiting();
+            self.admit();
+            self.step_all();
+        }
+    }
+
+    /// Renders and tokenizes the prompt, then queues the request.
+    fn accept(&mut self, job: Job) {
+        let prepared = catch_unwind(AssertUnwindSafe(|| self.prompt_tokens(&job.req)));
+        let result =
+            prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
+        match result {
+            Ok(prompt) => self.waiting.push_back(Admitted {
+                prompt,
+                params: job.req.params,
+                cancel: job.req.cancel,
+                tx: job.tx,
+                received: job.received,
+            }),
+            Err(e) => {
+                self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+                let _ = job.tx.send(GenEvent::Failed(e));
+            }
+        }
+    }
+
+    fn prompt_tokens(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
+        let text = self.template.prompt(&req.messages, &req.resume_text)?;
+        let prompt = self.tokenizer.encode_prompt(&text)?;
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParams("the prompt is empty".into()));
+        }
+        // At least one position must remain for the first answer token.
+        if prompt.len() >= self.config.context_len {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: prompt.len() as u32,
+                context_len: self.config.context_len as u32,
+            });
+        }
+        Ok(prompt)
+    }
+
+    fn drop_cancelled_waiting(&mut self) {
+        if !self.waiting.iter().any(Admitted::is_cancelled) {
+            return;
+        }
+        let (cancelled, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(Admitted::is_cancelled);
+        self.waiting = kept;
+        for req in cancelled {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            req.cancel_unstarted();
+        }
+    }
+
+    fn admit(&mut self) {
+        while self.active.len() < self.config.max_sequences {
+            let Some(req) = self.waiting.pop_front() else {
+                break;
+            };
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            self.counters.active.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(prompt_tokens = req.prompt.len(), "sequence started");
+            self.active.push(Sequence::new(self.base.clone(), req));
+        }
+    }
+
+    /// One forward pass for every active sequence, in admission order.
+    fn step_all(&mut self) {
+        let limits = StepLimits {
+            context_len: self.config.context_len,
+            prefill_chunk: self.config.prefill_chunk,
+        };
+        let mut i = 0;
+        while i < self.active.len() {
+            let seq = &mut self.active[i];
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                seq.step(&self.tokenizer, limits, &self.stats)
+            }));
+            match outcome {
+                Ok(Ok(None)) => {
+                    i += 1;
+                    continue;
+                }
+                Ok(Ok(Some(reason))) => {
+                    tracing::debug!(?reason, "sequence finished");
+                    self.remove(i).finish(reason, &self.stats);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "generation failed");
+                    self.remove(i).fail(e);
+                }
+                Err(panic) => {
+                    let e = panic_error("inference", panic);
+                    tracing::error!(error = %e, "generation panicked");
+                    self.remove(i).fail(e);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Sequence<M> {
+        self.counters.active.fetch_sub(1, Ordering::SeqCst);
+        self.active.remove(i)
+    }
+
+    fn shut_down(mut self) {
+        for seq in self.active.drain(..) {
+            seq.fail(EngineError::Shutdown);
+        }
+        for req in self.waiting.drain(..) {
+            let _ = req.tx.send(GenEvent::Failed(EngineError::Shutdown));
+        }
+        self.counters.active.store(0, Ordering::SeqCst);
+        self.counters.queued.store(0, Ordering::SeqCst);
+        tracing::debug!("inference thread stopped");
+    }
+}
+
+fn panic_error(during: &str, panic: Box<dyn Any + Send>) -> EngineError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    EngineError::Inference(format!("panic during {during}: {msg}"))
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+//! One answer being generated: its own model state (KV cache), sampler and output stream, advanced
+//! one step at a time by the scheduler.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::sampling::{Pushed, Sampler, TextStream};
+use super::stats::GenMetrics;
+use super::tokenizer::GgufTokenizer;
+use super::{EngineError, FinishReason, GenEvent, GenSummary, SamplingParams};
+
+/// A model the scheduler can drive: cloning gives an independent sequence state (KV cache) that
+/// shares the weights.
+pub trait StepModel: Clone + Send + 'static {
+    /// Feeds `tokens`, which occupy positions `pos..pos + tokens.len()`, and returns the logits
+    /// (one-dimensional, one per vocabulary entry) for the token after the last of them.
+    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, String>;
+}
+
+impl StepModel for candle_transformers::models::quantized_llama::ModelWeights {
+    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, String> {
+        let mut run = || -> candle_core::Result<Tensor> {
+            let input = Tensor::new(tokens, &candle_core::Device::Cpu)?.unsqueeze(0)?;
+            self.forward(&input, pos)?.squeeze(0)
+        };
+        run().map_err(|e| e.to_string())
+    }
+}
+
+/// A request that has been tokenized and waits for, or holds, a sequence slot.
+pub struct Admitted {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub cancel: CancellationToken,
+    pub tx: UnboundedSender<GenEvent>,
+    /// When `generate` was called.
+    pub received: Instant,
+}
+
+impl Admitted {
+    /// Ends a request that never started (cancelled while queued).
+    pub fn cancel_unstarted(self) {
+        let summary = GenSummary {
+            finish_reason: FinishReason::Cancelled,
+            prompt_tokens: self.prompt.len() as u32,
+            completion_tokens: 0,
+            time_to_first_token: std::time::Duration::ZERO,
+            total: self.received.elapsed(),
+        };
+        // The receiver may be gone; nobody is left to tell then.
+        let _ = self.tx.send(GenEvent::Done(summary));
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled() || self.tx.is_closed()
+    }
+}
+
+/// Limits that apply to every sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct StepLimits {
+    pub context_len: usize,
+    pub prefill_chunk: usize,
+}
+
+pub struct Sequence<M> {
+    model: M,
+    req: Admitted,
+    prefilled: usize,
+    /// Tokens in the KV cache.
+    pos: usize,
+    /// Last sampled token, the next step's input.
+    last: u32,
+    generated: u32,
+    sampler: Sampler,
+    stream: TextStream,
+    first_token: Option<Instant>,
+}
+
+impl<M: StepModel> Sequence<M> {
+    pub fn new(model: M, req: Admitted) -> Self {
+        Sequence {
+            sampler: Sampler::new(&req.params),
+            stream: TextStream::new(&req.params.stop),
+            model,
+            req,
+            prefilled: 0,
+            pos: 0,
+            last: 0,
+            generated: 0,
+            first_token: None,
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.req.is_cancelled()
+    }
+
+    /// One forward pass: a chunk of the prompt, or one new token. Returns why the answer ended,
+    /// if it did; the caller then calls [`Self::finish`].
+    pub fn step(
+        &mut self,
+        tok: &GgufTokenizer,
+        limits: StepLimits,
+        stats: &GenMetrics,
+    ) -> Result<Option<FinishReason>, EngineError> {
+        if self.is_cancelled() {
+            return Ok(Some(FinishReason::Cancelled));
+        }
+        let prompt_len = self.req.prompt.len();
+        let logits = if self.prefilled < prompt_len {
+            let end = (self.prefilled + limits.prefill_chunk.max(1)).min(prompt_len);
+            let logits = self
+                .model
+                .step(&self.req.prompt[self.prefilled..end], self.prefilled)
+                .map_err(EngineError::Inference)?;
+            self.prefilled = end;
+            self.pos = end;
+            if end < prompt_len {
+                return Ok(None);
+            }
+            stats.prompt_processed(prompt_len);
+            logits
+        } else {
+            let logits = self
+                .model
+                .step(&[self.last], self.pos)
+                .map_err(EngineError::Inference)?;
+            self.pos += 1;
+            logits
+        };
+
+        let token = self.sampler.sample(&logits)?;
+        if self.first_token.is_none() {
+            let now = Instant::now();
+            self.first_token = Some(now);
+            stats.first_token(now - self.req.received);
+        }
+        if tok.is_end_of_turn(token) {
+            return Ok(Some(FinishReason::Stop));
+        }
+        self.generated += 1;
+        self.last = token;
+        stats.token_generated();
+        match self.stream.push_bytes(tok.token_bytes(token)) {
+            Pushed::Text(text) => self.emit(text),
+            Pushed::Stopped(text) => {
+                self.emit(text);
+                return Ok(Some(FinishReason::Stop));
+            }
+        }
+        // The sampled token still has to be fed at position `pos`, which must be in the context.
+        if self.generated >= self.req.params.max_tokens || self.pos >= limits.context_len {
+            return Ok(Some(FinishReason::Length));
+        }
+        Ok(None)
+    }
+
+    fn emit(&self, text: String) {
+        if !text.is_empty() {
+            // A dropped receiver is noticed as cancellation before the next step.
+            let _ = self.req.tx.send(GenEvent::Token { text });
+        }
+    }
+
+    /// Sends the remaining text and the summary.
+    pub fn finish(mut self, reason: FinishReason, stats: &GenMetrics) {
+        let tail = self.stream.finish();
+        self.emit(tail);
+        let now = Instant::now();
+        let total = now - self.req.received;
+        let ttft = self
+            .first_token
+            .map_or(std::time::Duration::ZERO, |t| t - self.req.received);
+        let decode = self
+            .first_token
+            .map_or(std::time::Duration::ZERO, |t| now - t);
+        stats.finished(total, self.generated, decode);
+        let summary = GenSummary {
+            finish_reason: reason,
+            prompt_tokens: self.req.prompt.len() as u32,
+            completion_tokens: self.generated,
+            time_to_first_token: ttft,
+            total,
+        };
+        let _ = self.req.tx.send(GenEvent::Done(summary));
+    }
+
+    /// Reports an error as the last event.
+    pub fn fail(self, err: EngineError) {
+        let _ = self.req.tx.send(GenEvent::Failed(err));
+    }
+}

@@ -1,0 +1,327 @@
+//! A synthetic engine for orchestration tests and benchmarks only: no model, a fixed token rate per
+//! answer and deterministic text ("w1 w2 w3 ..."), with the same queueing, cancellation, stop and
+//! resume behaviour as the real engine.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::sampling::{Pushed, TextStream};
+use super::stats::GenMetrics;
+use super::{
+    ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
+    GenerateRequest,
+};
+
+/// Longest the thread sleeps, so a cancel is seen quickly even at slow token rates.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+
+/// Behaviour of a [`SyntheticEngine`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SyntheticConfig {
+    /// Tokens per second of each answer (also the delay before the first token).
+    pub tokens_per_second: f64,
+    /// Answers produced concurrently; more wait in a queue.
+    pub max_sequences: usize,
+    /// Length of the whole answer (resumed part included), ending with `Stop`; `None` runs until
+    /// `max_tokens` (`Length`).
+    pub answer_tokens: Option<u32>,
+    pub context_len: u32,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            tokens_per_second: 50.0,
+            max_sequences: 4,
+            answer_tokens: None,
+            context_len: 4096,
+        }
+    }
+}
+
+/// The text of answer token `k` (0-based): "w1", " w2", " w3", ...
+pub fn synthetic_token(k: u32) -> String {
+    if k == 0 {
+        "w1".to_string()
+    } else {
+        format!(" w{}", k + 1)
+    }
+}
+
+/// Prompt tokens as the synthetic engine counts them: words plus a few per message for the
+/// chat format, plus the generation prompt.
+pub fn synthetic_prompt_tokens(messages: &[ChatMessage], resume_text: &str) -> u32 {
+    let words: usize = messages
+        .iter()
+        .map(|m| m.content.split_whitespace().count() + 4)
+        .sum();
+    (words + 3 + resume_text.split_whitespace().count()) as u32
+}
+
+/// An [`Engine`] that produces deterministic text at a fixed rate.
+pub struct SyntheticEngine {
+    model_id: String,
+    config: SyntheticConfig,
+    jobs: Sender<Job>,
+    counters: Arc<Counters>,
+    // Not joined on drop; the thread ends once the job channel closes.
+    _thread: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Counters {
+    active: AtomicUsize,
+    queued: AtomicUsize,
+}
+
+struct Job {
+    req: GenerateRequest,
+    tx: UnboundedSender<GenEvent>,
+    received: Instant,
+    prompt_tokens: u32,
+}
+
+struct Running {
+    job: Job,
+    /// Index of the next answer token.
+    next: u32,
+    generated: u32,
+    due: Instant,
+    stream: TextStream,
+    first_token: Option<Instant>,
+}
+
+impl SyntheticEngine {
+    pub fn new(model_id: impl Into<String>, config: SyntheticConfig) -> Result<Self, EngineError> {
+        if !(config.tokens_per_second.is_finite() && config.tokens_per_second > 0.0) {
+            return Err(EngineError::Load(
+                "tokens_per_second must be positive".into(),
+            ));
+        }
+        let model_id = model_id.into();
+        let (jobs, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let stats = GenMetrics::new(&model_id);
+        let thread = std::thread::Builder::new()
+            .name(format!("synthetic-{model_id}"))
+            .spawn(move || run(rx, config, thread_counters, stats))
+            .map_err(|e| EngineError::Load(format!("starting the synthetic thread: {e}")))?;
+        Ok(SyntheticEngine {
+            model_id,
+            config,
+            jobs,
+            counters,
+            _thread: thread,
+        })
+    }
+}
+
+impl Engine for SyntheticEngine {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            model_id: self.model_id.clone(),
+            kind: "synthetic".to_string(),
+            context_len: self.config.context_len,
+            memory_bytes: 0,
+            max_sequences: self.config.max_sequences.max(1),
+        }
+    }
+
+    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
+        Ok(synthetic_prompt_tokens(messages, ""))
+    }
+
+    fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
+        let (tx, rx) = unbounded_channel();
+        let prompt_tokens = synthetic_prompt_tokens(&req.messages, &req.resume_text);
+        let fits = if prompt_tokens < self.config.context_len {
+            Ok(())
+        } else {
+            Err(EngineError::PromptTooLong {
+                prompt_tokens,
+                context_len: self.config.context_len,
+            })
+        };
+        let checked = req.params.validate().and(fits);
+        if let Err(e) = checked {
+            let _ = tx.send(GenEvent::Failed(e));
+            return rx;
+        }
+        self.counters.queued.fetch_add(1, Ordering::SeqCst);
+        let job = Job {
+            req,
+            tx,
+            received: Instant::now(),
+            prompt_tokens,
+        };
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
+        }
+        rx
+    }
+
+    fn active_sequences(&self) -> usize {
+        self.counters.active.load(Ordering::SeqCst)
+    }
+
+    fn queued(&self) -> usize {
+        self.counters.queued.load(Ordering::SeqCst)
+    }
+}
+
+fn run(rx: Receiver<Job>, config: SyntheticConfig, counters: Arc<Counters>, stats: GenMetrics) {
+    let interval = Duration::from_secs_f64(1.0 / config.tokens_per_second);
+    let max_sequences = config.max_sequences.max(1);
+    let mut active: Vec<Running> = Vec::new();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        let received = if active.is_empty() && waiting.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            let next_due = active.iter().map(|r| r.due).min();
+            let sleep = next_due.map_or(MAX_SLEEP, |d| d.saturating_duration_since(Instant::now()));
+            rx.recv_timeout(sleep.min(MAX_SLEEP))
+        };
+        match received {
+            Ok(job) => waiting.push_back(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(job) = rx.try_recv() {
+            waiting.push_back(job);
+        }
+
+        waiting.retain(|job| {
+            let cancelled = job.req.cancel.is_cancelled() || job.tx.is_closed();
+            if cancelled {
+                counters.queued.fetch_sub(1, Ordering::SeqCst);
+                let summary = summary(job, FinishReason::Cancelled, 0, None);
+                let _ = job.tx.send(GenEvent::Done(summary));
+            }
+            !cancelled
+        });
+        while active.len() < max_sequences {
+            let Some(job) = waiting.pop_front() else {
+                break;
+            };
+            counters.queued.fetch_sub(1, Ordering::SeqCst);
+            counters.active.fetch_add(1, Ordering::SeqCst);
+            stats.prompt_processed(job.prompt_tokens as usize);
+            active.push(Running {
+                next: job.req.resume_text.split_whitespace().count() as u32,
+                generated: 0,
+                due: Instant::now() + interval,
+                stream: TextStream::new(&job.req.params.stop),
+                first_token: None,
+                job,
+            });
+        }
+
+        let now = Instant::now();
+        let mut i = 0;
+        while i < active.len() {
+            match advance(&mut active[i], now, interval, &config, &stats) {
+                None => i += 1,
+                Some(reason) => {
+                    counters.active.fetch_sub(1, Ordering::SeqCst);
+                    let mut done = active.remove(i);
+                    let tail = done.stream.finish();
+                    if !tail.is_empty() {
+                        let _ = done.job.tx.send(GenEvent::Token { text: tail });
+                    }
+                    let s = summary(&done.job, reason, done.generated, done.first_token);
+                    let decode = done.first_token.map_or(Duration::ZERO, |t| t.elapsed());
+                    stats.finished(s.total, s.completion_tokens, decode);
+                    let _ = done.job.tx.send(GenEvent::Done(s));
+                }
+            }
+        }
+    }
+    for job in waiting.into_iter().chain(active.into_iter().map(|r| r.job)) {
+        let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
+    }
+    counters.active.store(0, Ordering::SeqCst);
+    counters.queued.store(0, Ordering::SeqCst);
+}
+
+/// Emits the token that is due, if any; returns why the answer ended, if it did.
+fn advance(
+    r: &mut Running,
+    now: Instant,
+    interval: Duration,
+    config: &SyntheticConfig,
+    stats: &GenMetrics,
+) -> Option<FinishReason> {
+    if r.job.req.cancel.is_cancelled() || r.job.tx.is_closed() {
+        return Some(FinishReason::Cancelled);
+    }
+    let answer_complete = |r: &Running| config.answer_tokens.is_some_and(|n| r.next >= n);
+    // A resumed answer may already be complete.
+    if answer_complete(r) {
+        return Some(FinishReason::Stop);
+    }
+    if now < r.due {
+        return None;
+    }
+    if r.first_token.is_none() {
+        r.first_token = Some(now);
+        stats.first_token(now - r.job.received);
+    }
+    let text = synthetic_token(r.next);
+    r.next += 1;
+    r.generated += 1;
+    r.due += interval;
+    stats.token_generated();
+    let send = |text: String| {
+        if !text.is_empty() {
+            let _ = r.job.tx.send(GenEvent::Token { text });
+        }
+    };
+    match r.stream.push_text(&text) {
+        Pushed::Text(t) => send(t),
+        Pushed::Stopped(t) => {
+            send(t);
+            return Some(FinishReason::Stop);
+        }
+    }
+    if answer_complete(r) {
+        return Some(FinishReason::Stop);
+    }
+    if r.generated >= r.job.req.params.max_tokens
+        || r.job.prompt_tokens + r.generated >= config.context_len
+    {
+        return Some(FinishReason::Length);
+    }
+    None
+}
+
+fn summary(
+    job: &Job,
+    reason: FinishReason,
+    generated: u32,
+    first_token: Option<Instant>,
+) -> GenSummary {
+    GenSummary {
+        finish_reason: reason,
+        prompt_tokens: job.prompt_tokens,
+        completion_tokens: generated,
+        time_to_first_token: first_token.map_or(Duration::ZERO, |t| t - job.received),
+        total: job.received.elapsed(),
+    }
+}
+
+#[cfg(test)]
+#[path = "synthetic_tests.rs"]
+mod tests;

