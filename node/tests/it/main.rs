@@ -2,6 +2,7 @@
 //! SQLite file) and real `orrery` node processes, and asks real questions of the real model.
 
 mod browser;
+mod cli;
 mod harness;
 mod supervision;
 mod websocket;
