@@ -55,7 +55,8 @@ async fn stop_signal() {
 pub async fn run(config: Config) -> Result<(), BoxError> {
     let config = Arc::new(config);
     let metrics = install_metrics();
-    let embedded: Option<EmbeddedTemporal> = temporal::start_embedded_if_configured(&config).await?;
+    let embedded: Option<EmbeddedTemporal> =
+        temporal::start_embedded_if_configured(&config).await?;
     let ui = embedded
         .as_ref()
         .map(|e| e.ui_url.clone())
@@ -75,9 +76,12 @@ async fn run_node(
     embedded: bool,
 ) -> Result<(), BoxError> {
     let node = config.node_id.clone();
-    let client = temporal::connect(&config, &format!("orrery/{node}"), Duration::from_secs(60)).await?;
+    let client =
+        temporal::connect(&config, &format!("orrery/{node}"), Duration::from_secs(60)).await?;
     tracing::info!(node.id = %node, temporal = %config.temporal_address(), "connected to temporal");
-    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(Default::default())?);
+    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(
+        Default::default(),
+    )?);
 
     let (supervisor, mut supervisor_handle) = Actor::spawn(
         Some(actor_names::SUPERVISOR.to_string()),
@@ -148,7 +152,9 @@ async fn run_node(
         println!("  temporal UI:  {ui}");
     }
     if embedded {
-        println!("  ask it:       orrery ask --url http://{host} \"What is the capital of France?\"");
+        println!(
+            "  ask it:       orrery ask --url http://{host} \"What is the capital of France?\""
+        );
     }
 
     let mut supervisor_gone = false;
@@ -164,9 +170,19 @@ async fn run_node(
     ready.store(false, Ordering::SeqCst);
     stop_accepting.cancel();
     tasks.close();
-    tracing::info!(in_flight = tasks.len(), grace_secs = config.limits.shutdown_grace.as_secs(), "shutdown: letting in-flight answers finish");
-    if tokio::time::timeout(config.limits.shutdown_grace, tasks.wait()).await.is_err() {
-        tracing::warn!(left = tasks.len(), "shutdown: grace period over; answers still running continue on other nodes");
+    tracing::info!(
+        in_flight = tasks.len(),
+        grace_secs = config.limits.shutdown_grace.as_secs(),
+        "shutdown: letting in-flight answers finish"
+    );
+    if tokio::time::timeout(config.limits.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = tasks.len(),
+            "shutdown: grace period over; answers still running continue on other nodes"
+        );
     }
     shutdown.cancel();
     tracing::info!("shutdown: stopping temporal workers");

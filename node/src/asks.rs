@@ -127,7 +127,11 @@ impl AskService {
             .static_summary(summary(&input))
             .build();
         metrics::gauge!("orrery_asks_in_flight").increment(1.0);
-        match self.client.start_workflow(AskWorkflow::run, input, opts).await {
+        match self
+            .client
+            .start_workflow(AskWorkflow::run, input, opts)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 metrics::gauge!("orrery_asks_in_flight").decrement(1.0);

@@ -125,7 +125,9 @@ pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientEr
                 });
             }
             "cancelled" => return Err(ClientError::Cancelled),
-            "error" if v["client_id"] == "cli" || v["request_id"].as_str() == request_id.as_deref() => {
+            "error"
+                if v["client_id"] == "cli" || v["request_id"].as_str() == request_id.as_deref() =>
+            {
                 return Err(ClientError::Server {
                     code: v["code"].as_str().unwrap_or("internal").into(),
                     message: v["message"].as_str().unwrap_or("").into(),

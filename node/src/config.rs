@@ -1,6 +1,7 @@
 //! Configuration: defaults < `cluster.toml` < `ORRERY_*` environment < CLI flags, resolved by a pure
 //! function of the file text and an environment map, so tests never touch the process environment.
 
+use crate::engine::Precision;
 use crate::ids::{ModelId, NodeId};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct ModelConfig {
     pub load: bool,
     /// Sequences generated at once by one holder; more wait in its queue.
     pub max_sequences: usize,
+    /// How a GGUF's weights are held: as stored (quantized) or dequantized to f32.
+    pub precision: Precision,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +174,7 @@ struct RawModel {
     load: Option<bool>,
     max_sequences: Option<usize>,
     default: Option<bool>,
+    precision: Option<Precision>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,7 +204,11 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
             None if rest == DEFAULT_MODEL_PACKAGE => {
                 (rest.to_string(), DEFAULT_MODEL_FILE.to_string())
             }
-            None => return Err(format!("package source `{s}` needs a file: package:NAME/PATH")),
+            None => {
+                return Err(format!(
+                    "package source `{s}` needs a file: package:NAME/PATH"
+                ));
+            }
         };
         Ok(ModelSource::Package { package, file })
     } else if let Some(rest) = s.strip_prefix("path:") {
@@ -210,7 +218,9 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
             .parse()
             .map_err(|_| format!("synthetic source `{s}` needs a token rate: synthetic:50"))?;
         if !(tps > 0.0 && tps <= 100_000.0) {
-            return Err(format!("synthetic token rate {tps} out of range (0, 100000]"));
+            return Err(format!(
+                "synthetic token rate {tps} out of range (0, 100000]"
+            ));
         }
         Ok(ModelSource::Synthetic {
             tokens_per_second: tps,
@@ -334,6 +344,10 @@ impl Config {
                 load: Some(true),
                 max_sequences: None,
                 default: Some(true),
+                // SmolLM2-135M's greedy answers flip on near-ties under 8-bit activations
+                // ("What is the capital of France?" → "L'Étoile, …"); f32 gives the reference
+                // answers at about a third of the decode speed.
+                precision: Some(Precision::F32),
             }]
         } else {
             raw.models
@@ -370,6 +384,7 @@ impl Config {
                         source,
                         load: m.load.unwrap_or(true),
                         max_sequences,
+                        precision: m.precision.unwrap_or_default(),
                     });
                 }
                 Err(e) => errors.push(format!("model `{}`: {e}", m.id)),
@@ -466,10 +481,15 @@ mod tests {
     #[test]
     fn precedence_is_file_then_env_then_cli() {
         let file = "[node]\nid = \"from-file\"\nhttp = \"127.0.0.1:1000\"\n";
-        let table: &[(&[(&str, &str)], Option<&str>, &str, &str)] = &[
+        // (environment, CLI node id, wanted node id, wanted http address)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str, &'a str);
+        let table: &[Case] = &[
             (&[], None, "from-file", "127.0.0.1:1000"),
             (
-                &[("ORRERY_NODE_ID", "from-env"), ("ORRERY_HTTP", "127.0.0.1:2000")],
+                &[
+                    ("ORRERY_NODE_ID", "from-env"),
+                    ("ORRERY_HTTP", "127.0.0.1:2000"),
+                ],
                 None,
                 "from-env",
                 "127.0.0.1:2000",
@@ -510,8 +530,12 @@ max_tokens = 0
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = Config::resolve(Some("[node]\nidd = \"x\"\n"), &env(&[]), &Overrides::default())
-            .unwrap_err();
+        let err = Config::resolve(
+            Some("[node]\nidd = \"x\"\n"),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("idd"), "{err}");
     }
 

@@ -50,7 +50,10 @@ id_type!(
 impl RequestId {
     /// A fresh, unguessable request id.
     pub fn generate() -> Self {
-        Self(format!("{ASK_WORKFLOW_PREFIX}{}", uuid::Uuid::new_v4().simple()))
+        Self(format!(
+            "{ASK_WORKFLOW_PREFIX}{}",
+            uuid::Uuid::new_v4().simple()
+        ))
     }
 }
 

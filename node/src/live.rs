@@ -2,8 +2,8 @@
 //! user is connected. Best effort by design: Temporal holds the durable answer, and a client that
 //! missed an event reconciles from the workflow result.
 
-pub use crate::actors::broadcaster::{LiveEvent, LiveStage};
 use crate::actors::broadcaster::BroadcasterMsg;
+pub use crate::actors::broadcaster::{LiveEvent, LiveStage};
 use crate::ids::{NodeId, RequestId, actor_names};
 
 fn broadcaster_of(origin: &NodeId) -> Option<ractor::ActorRef<BroadcasterMsg>> {

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "orrery", version, about = "An LLM chat cluster on Temporal, ractor and candle")]
+#[command(
+    name = "orrery",
+    version,
+    about = "An LLM chat cluster on Temporal, ractor and candle"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,8 +56,9 @@ enum Command {
         model: Option<String>,
         #[arg(long)]
         max_tokens: Option<u32>,
-        #[arg(long)]
-        temperature: Option<f64>,
+        /// Sampling temperature; 0 (the default here) is greedy, so answers are reproducible.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
         #[arg(long)]
         seed: Option<u64>,
         prompt: Vec<String>,
@@ -62,7 +67,9 @@ enum Command {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ORRERY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,ractor=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,temporalio_sdk_core=warn,temporalio_sdk=warn,ractor=warn",
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -97,7 +104,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let config = load_config(&config, &overrides)?;
-            orrery::app::run(config).await.map_err(|e| anyhow::anyhow!(e))?;
+            orrery::app::run(config)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Node {
@@ -116,7 +125,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 embedded: Some(false),
             };
             let config = load_config(&config, &overrides)?;
-            orrery::app::run(config).await.map_err(|e| anyhow::anyhow!(e))?;
+            orrery::app::run(config)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ask {
@@ -135,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url,
                 model,
                 max_tokens,
-                temperature,
+                temperature: Some(temperature),
                 seed,
                 prompt,
             };

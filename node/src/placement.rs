@@ -32,7 +32,12 @@ mod tests {
     use super::*;
     use crate::actors::resource_manager::ModelLoad;
 
-    fn snap(node: &str, model: Option<(&str, u32, u32)>, free: u64, draining: bool) -> NodeSnapshot {
+    fn snap(
+        node: &str,
+        model: Option<(&str, u32, u32)>,
+        free: u64,
+        draining: bool,
+    ) -> NodeSnapshot {
         NodeSnapshot {
             node: NodeId::new(node),
             cpu_percent: 0.0,
@@ -57,7 +62,11 @@ mod tests {
         let m = ModelId::new("m");
         let cases: Vec<(Vec<NodeSnapshot>, Vec<&str>, Option<&str>)> = vec![
             (vec![], vec![], None),
-            (vec![snap("a", Some(("other", 0, 0)), 10, false)], vec![], None),
+            (
+                vec![snap("a", Some(("other", 0, 0)), 10, false)],
+                vec![],
+                None,
+            ),
             (
                 vec![
                     snap("a", Some(("m", 2, 0)), 10, false),
@@ -90,7 +99,11 @@ mod tests {
                 vec!["a"],
                 Some("b"),
             ),
-            (vec![snap("a", Some(("m", 0, 0)), 10, false)], vec!["a"], Some("a")),
+            (
+                vec![snap("a", Some(("m", 0, 0)), 10, false)],
+                vec!["a"],
+                Some("a"),
+            ),
         ];
         for (i, (snaps, excluded, want)) in cases.into_iter().enumerate() {
             let excluded: Vec<NodeId> = excluded.into_iter().map(NodeId::new).collect();

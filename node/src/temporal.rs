@@ -13,11 +13,10 @@ use tokio::process::{Child, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
     #[error("could not start the Temporal dev server ({cli}): {source}")]
-    Spawn {
-        cli: String,
-        source: std::io::Error,
-    },
-    #[error("the Temporal dev server exited at start ({status}); is port {port} already in use? its output: {output}")]
+    Spawn { cli: String, source: std::io::Error },
+    #[error(
+        "the Temporal dev server exited at start ({status}); is port {port} already in use? its output: {output}"
+    )]
     Exited {
         status: String,
         port: u16,
@@ -135,7 +134,11 @@ impl EmbeddedTemporal {
 }
 
 /// Connects to Temporal, retrying until `wait` has passed (a just-started server needs a moment).
-pub async fn connect(config: &Config, identity: &str, wait: Duration) -> Result<Client, TemporalError> {
+pub async fn connect(
+    config: &Config,
+    identity: &str,
+    wait: Duration,
+) -> Result<Client, TemporalError> {
     let address = config.temporal_address();
     let t = &config.temporal;
     let scheme = if t.tls.is_some() || t.api_key.is_some() {

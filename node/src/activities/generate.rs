@@ -4,7 +4,9 @@
 
 use super::non_retryable;
 use crate::actors::model_holder::ModelHolderMsg;
-use crate::engine::{ChatMessage, EngineError, FinishReason, GenEvent, GenerateRequest, SamplingParams};
+use crate::engine::{
+    ChatMessage, EngineError, FinishReason, GenEvent, GenerateRequest, SamplingParams,
+};
 use crate::ids::{ModelId, NodeId, RequestId, actor_names};
 use crate::live::{self, LiveEvent, LiveStage};
 use crate::workflows::ask::{AskOutcome, INVALID_REQUEST};
@@ -77,8 +79,14 @@ impl NodeActivities {
             resume = shown;
         }
 
-        let holder = crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&input.model))
-            .ok_or_else(|| retryable(format!("model {} is not loaded on node {}", input.model, self.node)))?;
+        let holder =
+            crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&input.model))
+                .ok_or_else(|| {
+                    retryable(format!(
+                        "model {} is not loaded on node {}",
+                        input.model, self.node
+                    ))
+                })?;
         let cancel = CancellationToken::new();
         let request = GenerateRequest {
             messages: input.messages.clone(),
@@ -97,7 +105,14 @@ impl NodeActivities {
         )
         .map_err(|e| retryable(format!("model holder: {e}")))?;
 
-        live::publish(&input.origin, &rid, LiveEvent::Status(LiveStage::Generating { node: self.node.clone() })).await;
+        live::publish(
+            &input.origin,
+            &rid,
+            LiveEvent::Status(LiveStage::Generating {
+                node: self.node.clone(),
+            }),
+        )
+        .await;
         let mut text = resume.clone();
         let mut chars = text.chars().count();
         let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
@@ -131,7 +146,11 @@ impl NodeActivities {
                 Err(ActivityError::cancelled())
             }
             Ok(s) => {
-                tracing::info!(tokens = s.completion_tokens, ms = started.elapsed().as_millis() as u64, "generation done");
+                tracing::info!(
+                    tokens = s.completion_tokens,
+                    ms = started.elapsed().as_millis() as u64,
+                    "generation done"
+                );
                 Ok(AskOutcome {
                     text,
                     node: self.node.clone(),

@@ -6,7 +6,7 @@ mod generate;
 mod plan;
 
 pub use generate::{GenerateInput, NodeActivities, Progress};
-pub use plan::{ClusterActivities, PlanInput, Placement};
+pub use plan::{ClusterActivities, Placement, PlanInput};
 
 use temporalio_common::error::ApplicationFailure;
 use temporalio_sdk::activities::ActivityError;

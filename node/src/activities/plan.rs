@@ -49,10 +49,17 @@ impl ClusterActivities {
         // Nobody holds the model: load it here if this node is configured for it.
         let Some(autoscaler) = crate::actors::lookup::<AutoscalerMsg>(actor_names::AUTOSCALER)
         else {
-            return Err(ActivityError::from(anyhow::anyhow!("autoscaler unavailable")));
+            return Err(ActivityError::from(anyhow::anyhow!(
+                "autoscaler unavailable"
+            )));
         };
-        let loaded = ractor::call_t!(autoscaler, AutoscalerMsg::Load, 120_000, input.model.clone())
-            .map_err(|e| ActivityError::from(anyhow::anyhow!("autoscaler: {e}")))?;
+        let loaded = ractor::call_t!(
+            autoscaler,
+            AutoscalerMsg::Load,
+            120_000,
+            input.model.clone()
+        )
+        .map_err(|e| ActivityError::from(anyhow::anyhow!("autoscaler: {e}")))?;
         match loaded {
             Ok(()) => Ok(Placement {
                 node: self.node.clone(),

@@ -23,7 +23,10 @@ pub enum LiveStage {
 pub enum LiveEvent {
     Status(LiveStage),
     /// `offset` counts the chars of the answer before `text`.
-    Chunk { offset: usize, text: String },
+    Chunk {
+        offset: usize,
+        text: String,
+    },
 }
 
 pub type Subscriber = UnboundedSender<(RequestId, LiveEvent)>;

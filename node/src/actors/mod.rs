@@ -12,5 +12,5 @@ use ractor::{ActorRef, Message};
 /// Finds a local actor by its registry name. Callers look actors up at the moment of use, so a
 /// restarted actor (new `ActorRef`, same name) is found without anyone holding a stale reference.
 pub fn lookup<M: Message>(name: &str) -> Option<ActorRef<M>> {
-    ractor::registry::where_is(name.to_string()).map(ActorRef::from)
+    ractor::registry::where_is(name).map(ActorRef::from)
 }

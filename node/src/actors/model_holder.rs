@@ -63,6 +63,7 @@ pub fn open_engine(
             config.id.as_str(),
             CandleConfig {
                 max_sequences: config.max_sequences,
+                precision: config.precision,
                 ..CandleConfig::default()
             },
         )
@@ -98,8 +99,8 @@ impl Actor for ModelHolder {
         let model = args.config.id.clone();
         tracing::info!(model.id = %model, "loading model");
         let started = std::time::Instant::now();
-        let engine = tokio::task::spawn_blocking(move || open_engine(&args.config, &args.home))
-            .await??;
+        let engine =
+            tokio::task::spawn_blocking(move || open_engine(&args.config, &args.home)).await??;
         let info = engine.info();
         tracing::info!(model.id = %model, kind = %info.kind, secs = started.elapsed().as_secs_f64(), "model loaded");
         metrics::gauge!("orrery_models_loaded").increment(1.0);

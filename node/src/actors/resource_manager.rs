@@ -132,7 +132,12 @@ impl Actor for ResourceManager {
 
 async fn model_stats(model: &ModelId) -> Option<ModelStats> {
     let holder = super::lookup::<ModelHolderMsg>(&actor_names::model_holder(model))?;
-    ractor::call_t!(holder, ModelHolderMsg::Stats, STATS_TIMEOUT.as_millis() as u64).ok()
+    ractor::call_t!(
+        holder,
+        ModelHolderMsg::Stats,
+        STATS_TIMEOUT.as_millis() as u64
+    )
+    .ok()
 }
 
 /// This node's snapshot, from its ResourceManager.

@@ -103,8 +103,7 @@ impl NodeSupervisor {
                     .await?
                     .0
                     .get_cell();
-                if let Some(rm) =
-                    super::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER)
+                if let Some(rm) = super::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER)
                 {
                     let _ = rm.cast(ResourceManagerMsg::ModelLoaded(model));
                 }
@@ -219,7 +218,9 @@ impl Actor for NodeSupervisor {
             SupervisorMsg::StartModel(spec, reply) => {
                 let id = spec.id.clone();
                 let name = actor_names::model_holder(&id);
-                if state.models.contains_key(&id) && ractor::registry::where_is(name.clone()).is_some() {
+                if state.models.contains_key(&id)
+                    && ractor::registry::where_is(name.clone()).is_some()
+                {
                     state.loading.remove(&id);
                     if let Some(r) = reply {
                         let _ = r.send(Ok(()));
@@ -301,7 +302,8 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                self.child_exited(&myself, &cell, err.to_string(), state).await
+                self.child_exited(&myself, &cell, err.to_string(), state)
+                    .await
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let why = reason.unwrap_or_else(|| "stopped".into());

@@ -23,7 +23,10 @@ pub struct WorkerHostArgs {
 
 #[derive(RactorMessage)]
 pub enum WorkerHostMsg {
-    Exited { queue: String, error: Option<String> },
+    Exited {
+        queue: String,
+        error: Option<String>,
+    },
     /// Stop polling, let running tasks finish (bounded by the workers' grace period), reply.
     Drain(RpcReplyPort<()>),
 }
@@ -68,7 +71,11 @@ async fn start_worker(
     let handle = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<ShutdownFn, String>>();
     let mut tx = Some(tx);
-    let (rt, client, config) = (args.runtime.clone(), args.client.clone(), args.config.clone());
+    let (rt, client, config) = (
+        args.runtime.clone(),
+        args.client.clone(),
+        args.config.clone(),
+    );
     let q = queue.clone();
     let thread = std::thread::Builder::new()
         .name(format!("worker:{queue}"))

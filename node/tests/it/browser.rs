@@ -30,7 +30,10 @@ impl Page {
         self.next_id += 1;
         let id = self.next_id;
         let msg = json!({"id": id, "method": method, "params": params});
-        self.ws.send(Message::Text(msg.to_string().into())).await.expect("cdp send");
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("cdp send");
         loop {
             let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
                 .await
@@ -50,7 +53,10 @@ impl Page {
     /// Evaluates a JavaScript expression in the page and returns its value.
     async fn eval(&mut self, expr: &str) -> Value {
         let r = self
-            .call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true, "awaitPromise": true}))
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
             .await;
         assert!(r.get("exceptionDetails").is_none(), "{expr} threw: {r}");
         r["result"]["value"].clone()
@@ -65,9 +71,16 @@ async fn open(url: &str) -> (Browser, Page) {
     let profile = tempfile::tempdir().unwrap();
     let child = Command::new(chromium)
         .args([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--window-size=1280,900", "--remote-debugging-port=0",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+            "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
@@ -76,11 +89,22 @@ async fn open(url: &str) -> (Browser, Page) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
-    let browser = Browser { child, _profile: profile };
+    let browser = Browser {
+        child,
+        _profile: profile,
+    };
     let port_file = browser._profile.path().join("DevToolsActivePort");
     let port: u16 = wait_for("chromium's DevTools port", Duration::from_secs(60), || {
         let f = port_file.clone();
-        async move { std::fs::read_to_string(f).ok()?.lines().next()?.trim().parse().ok() }
+        async move {
+            std::fs::read_to_string(f)
+                .ok()?
+                .lines()
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        }
     })
     .await;
     let list_url = format!("http://127.0.0.1:{port}/json/list");
@@ -95,7 +119,9 @@ async fn open(url: &str) -> (Browser, Page) {
         }
     })
     .await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("cdp connect");
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("cdp connect");
     (browser, Page { ws, next_id: 0 })
 }
 
@@ -108,11 +134,22 @@ async fn the_page_asks_and_streams_an_answer() {
     let (_browser, mut page) = open(&format!("{}/", node.http)).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while page.eval("document.querySelector('#conn')?.textContent ?? ''").await.as_str() != Some("connected") {
-        assert!(std::time::Instant::now() < deadline, "the page never connected");
+    while page
+        .eval("document.querySelector('#conn')?.textContent ?? ''")
+        .await
+        .as_str()
+        != Some("connected")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never connected"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(page.eval("document.querySelector('#model').value").await, "smollm2-135m");
+    assert_eq!(
+        page.eval("document.querySelector('#model').value").await,
+        "smollm2-135m"
+    );
 
     page.eval(
         "(() => {
@@ -133,25 +170,46 @@ async fn the_page_asks_and_streams_an_answer() {
             .eval("(() => { const c = document.querySelector('.ask-card'); if (!c) return null;
                      return [c.querySelector('.status').textContent, c.querySelector('.answer').textContent]; })()")
             .await;
-        if let Some([status, answer]) = v.as_array().map(|a| [a[0].as_str().unwrap_or("").to_string(), a[1].as_str().unwrap_or("").to_string()]) {
+        if let Some([status, answer]) = v.as_array().map(|a| {
+            [
+                a[0].as_str().unwrap_or("").to_string(),
+                a[1].as_str().unwrap_or("").to_string(),
+            ]
+        }) {
             if status.starts_with("generating") && !answer.is_empty() {
                 saw_partial = true;
             }
-            if status.starts_with("done") || status.starts_with("failed") || status.starts_with("cancelled") {
+            if status.starts_with("done")
+                || status.starts_with("failed")
+                || status.starts_with("cancelled")
+            {
                 break (status, answer);
             }
         }
-        assert!(std::time::Instant::now() < deadline, "the answer never finished");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer never finished"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.starts_with("done"), "status: {status}");
     assert!(answer.contains("Paris"), "answer: {answer}");
-    assert!(saw_partial, "the answer streamed in (a partial answer was on the page while generating)");
-    let link = page.eval("document.querySelector('.ask-card .wf-link').href").await;
-    assert!(link.as_str().unwrap_or("").contains("/workflows/ask-"), "workflow link: {link}");
+    assert!(
+        saw_partial,
+        "the answer streamed in (a partial answer was on the page while generating)"
+    );
+    let link = page
+        .eval("document.querySelector('.ask-card .wf-link').href")
+        .await;
+    assert!(
+        link.as_str().unwrap_or("").contains("/workflows/ask-"),
+        "workflow link: {link}"
+    );
 
     // Keep a screenshot for people to look at.
-    let shot = page.call("Page.captureScreenshot", json!({"format": "png"})).await;
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
     if let Some(data) = shot["data"].as_str() {
         use base64::Engine;
         if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {

@@ -10,7 +10,13 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
     let data = tempfile::tempdir().unwrap();
     let (http, temporal) = (free_port(), free_port());
     let mut up = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(["up", "--http", &format!("127.0.0.1:{http}"), "--temporal-port", &temporal.to_string()])
+        .args([
+            "up",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--temporal-port",
+            &temporal.to_string(),
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .env("ORRERY_HOME", home())
@@ -37,12 +43,26 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
         .await
         .expect("orrery up printed its URLs within 180 s")
         .unwrap();
-    assert!(printed.contains(&format!("http://127.0.0.1:{http}/")), "{printed}");
-    assert!(printed.contains(&format!("127.0.0.1:{temporal}")), "{printed}");
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{http}/")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("127.0.0.1:{temporal}")),
+        "{printed}"
+    );
 
     let ask = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_orrery"))
-            .args(["ask", "--url", &format!("http://127.0.0.1:{http}"), "--temperature", "0", "--max-tokens", "40"])
+            .args([
+                "ask",
+                "--url",
+                &format!("http://127.0.0.1:{http}"),
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "40",
+            ])
             .arg("What is the capital of France?")
             .output()
             .expect("orrery ask runs")
@@ -50,7 +70,11 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
     .await
     .unwrap();
     let answer = String::from_utf8_lossy(&ask.stdout);
-    assert!(ask.status.success(), "ask failed: {}", String::from_utf8_lossy(&ask.stderr));
+    assert!(
+        ask.status.success(),
+        "ask failed: {}",
+        String::from_utf8_lossy(&ask.stderr)
+    );
     assert!(answer.contains("Paris"), "answer: {answer}");
 
     // SIGTERM stops the node and the embedded Temporal server: nothing is left listening.
@@ -58,10 +82,20 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
     unsafe {
         libc::kill(up.id() as i32, libc::SIGTERM);
     }
-    let status = tokio::task::spawn_blocking(move || up.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || up.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "orrery up exited with {status}");
-    wait_for("the embedded Temporal server to be gone", Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", temporal)).await.err().map(|_| ())
-    })
+    wait_for(
+        "the embedded Temporal server to be gone",
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", temporal))
+                .await
+                .err()
+                .map(|_| ())
+        },
+    )
     .await;
 }

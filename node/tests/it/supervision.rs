@@ -22,33 +22,52 @@ async fn crashed_children_are_restarted_by_the_supervisor() {
         ..Default::default()
     };
     let config = Arc::new(Config::resolve(Some(file), &Default::default(), &overrides).unwrap());
-    let client = orrery::temporal::connect(&config, "test", Duration::from_secs(30)).await.unwrap();
-    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap());
+    let client = orrery::temporal::connect(&config, "test", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let runtime =
+        Arc::new(temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap());
     let (sup, handle) = Actor::spawn(
         Some(actor_names::SUPERVISOR.to_string()),
         NodeSupervisor,
         SupervisorArgs {
             config: config.clone(),
-            workers: WorkerHostArgs { config: config.clone(), client, runtime },
+            workers: WorkerHostArgs {
+                config: config.clone(),
+                client,
+                runtime,
+            },
         },
     )
     .await
     .unwrap();
     let model_name = actor_names::model_holder(&ModelId::new("synthetic"));
-    wait_for("the synthetic model to load", Duration::from_secs(30), || {
-        let n = model_name.clone();
-        async move { ractor::registry::where_is(n).map(|_| ()) }
-    })
+    wait_for(
+        "the synthetic model to load",
+        Duration::from_secs(30),
+        || {
+            let n = model_name.clone();
+            async move { ractor::registry::where_is(n).map(|_| ()) }
+        },
+    )
     .await;
 
-    for name in [actor_names::BROADCASTER.to_string(), actor_names::RESOURCE_MANAGER.to_string(), model_name.clone()] {
+    for name in [
+        actor_names::BROADCASTER.to_string(),
+        actor_names::RESOURCE_MANAGER.to_string(),
+        model_name.clone(),
+    ] {
         let before = ractor::registry::where_is(name.clone()).expect("child running");
         before.kill();
-        let after = wait_for(&format!("{name} to be restarted"), Duration::from_secs(10), || {
-            let n = name.clone();
-            let old = before.get_id();
-            async move { ractor::registry::where_is(n).filter(|c| c.get_id() != old) }
-        })
+        let after = wait_for(
+            &format!("{name} to be restarted"),
+            Duration::from_secs(10),
+            || {
+                let n = name.clone();
+                let old = before.get_id();
+                async move { ractor::registry::where_is(n).filter(|c| c.get_id() != old) }
+            },
+        )
         .await;
         assert_ne!(after.get_id(), before.get_id());
     }
