@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod live;
 pub mod placement;
+pub mod policy;
 pub mod setup;
 pub mod temporal;
 pub mod workflows;
