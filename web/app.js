@@ -238,6 +238,7 @@ function handleFrame(msg) {
     case 'cancelled': return withCard(msg, onCancelled);
     case 'error': return onError(msg);
     case 'pong': return onPong();
+    case 'cluster': return onCluster(msg.nodes);
     default:
       console.debug('ignoring frame of unknown type', msg.type);
   }
@@ -273,6 +274,7 @@ function onHello(msg) {
 
   setModels(msg.models, msg.default_model);
   if (state.node) upsertNode(state.node, { self: true });
+  if (Array.isArray(msg.cluster)) onCluster(msg.cluster);
   updatePromptHint();
 }
 
@@ -333,7 +335,11 @@ function onStatus(card, msg) {
   switch (msg.stage) {
     case 'queued': {
       const pos = Number.isInteger(msg.queue_position) ? `position ${msg.queue_position}` : '';
-      setStatus(card, 'queued', pos ? `· ${pos}` : '');
+      const wait = Number.isInteger(msg.estimated_wait_ms)
+        ? `~${Math.max(1, Math.round(msg.estimated_wait_ms / 1000))} s`
+        : '';
+      const detail = [pos, wait].filter(Boolean).join(', ');
+      setStatus(card, 'queued', detail ? `· ${detail}` : '');
       break;
     }
     case 'planning':
@@ -661,6 +667,27 @@ function autoGrow() {
 // Cluster panel: the local node from `hello`, plus nodes seen serving asks. Later cluster events
 // feed upsertNode as well.
 
+// `cluster` frames carry the whole view: [{node, state: up|draining|joining|down, addr, models}].
+function onCluster(nodes) {
+  if (!Array.isArray(nodes)) return;
+  const seen = new Set();
+  for (const n of nodes) {
+    if (!n || typeof n.node !== 'string') continue;
+    seen.add(n.node);
+    const models = Array.isArray(n.models) ? n.models : [];
+    upsertNode(n.node, {
+      state: typeof n.state === 'string' ? n.state : 'up',
+      active: models.reduce((a, m) => a + (Number(m.active) || 0), 0),
+      queued: models.reduce((a, m) => a + (Number(m.queued) || 0), 0),
+      fromCluster: true,
+    });
+  }
+  for (const [name, info] of [...state.nodes.entries()]) {
+    if (info.fromCluster && !seen.has(name)) state.nodes.delete(name);
+  }
+  renderNodes();
+}
+
 function upsertNode(name, info) {
   const prev = state.nodes.get(name) ?? { self: false };
   state.nodes.set(name, { ...prev, ...info, self: prev.self || Boolean(info.self) });
@@ -682,8 +709,11 @@ function renderNodes() {
     label.textContent = name;
     li.append(dot, label);
     const tag = document.createElement('span');
-    tag.className = 'tag';
-    tag.textContent = info.self ? 'this node' : 'seen serving';
+    const st = info.state ?? 'up';
+    li.dataset.state = st;
+    tag.className = st === 'up' ? 'tag' : 'tag warn';
+    const load = info.fromCluster && st === 'up' ? ` · ${info.active ?? 0} active, ${info.queued ?? 0} queued` : '';
+    tag.textContent = (info.self ? 'this node' : st) + (st !== 'up' && info.self ? ` · ${st}` : '') + load;
     li.append(tag);
     els.nodes.append(li);
   }

@@ -1,8 +1,11 @@
 //! Wires a node together and owns the order of start-up and shutdown; no other logic lives here.
 
+use crate::actors::broadcaster::Followers;
+use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs};
 use crate::actors::worker_host::{WorkerHostArgs, WorkerHostMsg};
 use crate::asks::AskService;
+use crate::cluster::membership::MembershipMsg;
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::ids::actor_names;
@@ -83,6 +86,7 @@ async fn run_node(
         Default::default(),
     )?);
 
+    let followers = Followers::default();
     let (supervisor, mut supervisor_handle) = Actor::spawn(
         Some(actor_names::SUPERVISOR.to_string()),
         NodeSupervisor,
@@ -93,6 +97,7 @@ async fn run_node(
                 client: client.clone(),
                 runtime,
             },
+            followers: followers.clone(),
         },
     )
     .await?;
@@ -101,16 +106,37 @@ async fn run_node(
     let shutdown = CancellationToken::new();
     let stop_accepting = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let (cluster_tx, cluster_rx) = tokio::sync::watch::channel(Vec::new());
+    let cluster_watch = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(1000)) => {
+                        let view = crate::cluster::view().await;
+                        cluster_tx.send_if_modified(|cur| {
+                            let changed = *cur != view;
+                            *cur = view;
+                            changed
+                        });
+                    }
+                }
+            }
+        })
+    };
     let state = AppState {
         asks: AskService {
             config: config.clone(),
             client,
             temporal_ui: temporal_ui.clone(),
+            followers,
         },
         metrics,
         ready: ready.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
+        cluster: cluster_rx,
     };
     let listener = tokio::net::TcpListener::bind(config.http).await?;
     let http_addr = listener.local_addr()?;
@@ -166,28 +192,40 @@ async fn run_node(
         }
     }
 
-    tracing::info!("shutdown: not ready, no new connections");
+    tracing::info!("shutdown: not ready, draining: no new placements here, no new connections");
     ready.store(false, Ordering::SeqCst);
+    if let Some(rm) = crate::actors::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER) {
+        let _ = rm.cast(ResourceManagerMsg::SetDraining(true));
+    }
     stop_accepting.cancel();
     tasks.close();
     tracing::info!(
-        in_flight = tasks.len(),
+        followed_asks = tasks.len(),
         grace_secs = config.limits.shutdown_grace.as_secs(),
         "shutdown: letting in-flight answers finish"
     );
-    if tokio::time::timeout(config.limits.shutdown_grace, tasks.wait())
+    let drained = async {
+        tasks.wait().await;
+        wait_for_local_generations().await;
+    };
+    if tokio::time::timeout(config.limits.shutdown_grace, drained)
         .await
         .is_err()
     {
         tracing::warn!(
             left = tasks.len(),
-            "shutdown: grace period over; answers still running continue on other nodes"
+            "shutdown: grace period over; unfinished answers move to other nodes"
         );
     }
     shutdown.cancel();
+    let _ = cluster_watch.await;
     tracing::info!("shutdown: stopping temporal workers");
     if let Some(host) = crate::actors::lookup::<WorkerHostMsg>(actor_names::WORKER_HOST) {
         let _ = ractor::call_t!(host, WorkerHostMsg::Drain, 60_000);
+    }
+    if let Some(m) = crate::actors::lookup::<MembershipMsg>(actor_names::MEMBERSHIP) {
+        tracing::info!("shutdown: leaving the cluster");
+        let _ = ractor::call_t!(m, MembershipMsg::Leave, 5000);
     }
     tracing::info!("shutdown: stopping actors");
     if !supervisor_gone {
@@ -197,4 +235,18 @@ async fn run_node(
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("shutdown: done");
     Ok(())
+}
+
+/// Resolves once no generation runs or waits on this node.
+async fn wait_for_local_generations() {
+    loop {
+        let busy = match crate::actors::resource_manager::local_snapshot().await {
+            Some(s) => s.models.iter().map(|m| m.active + m.queued).sum::<u32>(),
+            None => 0,
+        };
+        if busy == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

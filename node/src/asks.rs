@@ -1,12 +1,12 @@
 //! Asks as every interface sees them (WebSocket now; REST and the OpenAI API reuse it): validate a
 //! request, start its AskWorkflow, follow its live events, wait for its end, cancel it.
 
-use crate::actors::broadcaster::{BroadcasterMsg, Subscriber};
-use crate::actors::model_holder::ModelHolderMsg;
+use crate::actors::broadcaster::{Followers, Subscriber};
+use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::config::Config;
 use crate::engine::{ChatMessage, Role, SamplingParams};
 use crate::http::error::ApiError;
-use crate::ids::{CLUSTER_TASK_QUEUE, ModelId, RequestId, actor_names};
+use crate::ids::{CLUSTER_TASK_QUEUE, ModelId, RequestId};
 use crate::workflows::ask::{AskInput, AskOutcome, AskWorkflow, Priority};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +39,8 @@ pub struct AskService {
     pub config: Arc<Config>,
     pub client: Client,
     pub temporal_ui: Option<String>,
+    /// The sessions of this node that follow asks.
+    pub followers: Followers,
 }
 
 impl AskService {
@@ -106,18 +108,11 @@ impl AskService {
 
     /// Follows the live events of `id` on this node's Broadcaster.
     pub fn follow(&self, id: &RequestId, tx: Subscriber) {
-        if let Some(b) = crate::actors::lookup::<BroadcasterMsg>(actor_names::BROADCASTER) {
-            let _ = b.cast(BroadcasterMsg::Subscribe {
-                request_id: id.clone(),
-                tx,
-            });
-        }
+        self.followers.follow(id.clone(), tx);
     }
 
     pub fn unfollow(&self, id: &RequestId) {
-        if let Some(b) = crate::actors::lookup::<BroadcasterMsg>(actor_names::BROADCASTER) {
-            let _ = b.cast(BroadcasterMsg::Unsubscribe(id.clone()));
-        }
+        self.followers.unfollow(id);
     }
 
     /// Starts the ask's workflow.
@@ -174,7 +169,7 @@ impl AskService {
         end
     }
 
-    /// Cancels an ask: durably through Temporal, and at once on this node's engines so the
+    /// Cancels an ask: durably through Temporal, and at once on every node's engines so the
     /// answer stops within a token rather than at the next heartbeat.
     pub async fn cancel(&self, id: &RequestId) -> Result<(), ApiError> {
         let handle = self
@@ -184,12 +179,9 @@ impl AskService {
             .cancel(WorkflowCancelOptions::default())
             .await
             .map_err(|e| ApiError::new("unknown_request", format!("cannot cancel {id}: {e}")))?;
-        for m in &self.config.models {
-            if let Some(h) =
-                crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&m.id))
-            {
-                let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
-            }
+        for cell in ractor::pg::get_members(&crate::cluster::RESOURCES_GROUP.to_string()) {
+            let rm: ractor::ActorRef<ResourceManagerMsg> = cell.into();
+            let _ = rm.cast(ResourceManagerMsg::CancelAsk(id.clone()));
         }
         Ok(())
     }

@@ -138,6 +138,77 @@ pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientEr
     }
 }
 
+/// `http://host:port` without a trailing slash (a ws:// URL is turned back into http://).
+fn http_base(url: &str) -> String {
+    let u = url.trim_end_matches('/').trim_end_matches("/ws");
+    if let Some(r) = u.strip_prefix("ws://") {
+        format!("http://{r}")
+    } else if let Some(r) = u.strip_prefix("wss://") {
+        format!("https://{r}")
+    } else if u.starts_with("http://") || u.starts_with("https://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    }
+}
+
+/// The cluster view of the node at `url`.
+pub async fn cluster(url: &str) -> anyhow::Result<Vec<crate::cluster::NodeRow>> {
+    let v: Value = reqwest::get(format!("{}/api/cluster", http_base(url)))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(serde_json::from_value(v["nodes"].clone())?)
+}
+
+/// A table of the cluster for people.
+pub fn cluster_table(rows: &[crate::cluster::NodeRow]) -> String {
+    let mut out = format!(
+        "{:<16} {:<9} {:<22} {:>6} {:>6} {:>5} {:>9}  {}\n",
+        "NODE", "STATE", "ADDRESS", "ACTIVE", "QUEUED", "CPU%", "FREE MiB", "MODELS"
+    );
+    for r in rows {
+        let active: u32 = r.models.iter().map(|m| m.active).sum();
+        let queued: u32 = r.models.iter().map(|m| m.queued).sum();
+        let models: Vec<&str> = r.models.iter().map(|m| m.model.as_str()).collect();
+        out.push_str(&format!(
+            "{:<16} {:<9} {:<22} {:>6} {:>6} {:>5} {:>9}  {}\n",
+            r.node,
+            r.state,
+            r.addr.as_deref().unwrap_or("-"),
+            active,
+            queued,
+            r.cpu_percent
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            r.memory_available_bytes
+                .map(|b| (b >> 20).to_string())
+                .unwrap_or_else(|| "-".into()),
+            models.join(",")
+        ));
+    }
+    out
+}
+
+/// POSTs to an admin route with the bearer token; returns the JSON answer or the API's error.
+pub async fn admin_post(url: &str, path: &str, token: &str) -> anyhow::Result<Value> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", http_base(url)))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "{status}: {}",
+            v["error"]["message"].as_str().unwrap_or("no details")
+        );
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

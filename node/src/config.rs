@@ -99,10 +99,19 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// The node mesh. Without `listen` the node runs alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    pub listen: Option<SocketAddr>,
+    pub seeds: Vec<String>,
+    pub cookie: Option<Secret>,
+}
+
 /// The validated configuration of one node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub cluster_name: String,
+    pub cluster: ClusterConfig,
     pub node_id: NodeId,
     pub http: SocketAddr,
     /// Tools (Temporal CLI, model packages) are installed here.
@@ -112,6 +121,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub default_model: ModelId,
     pub limits: Limits,
+    /// Bearer token of the admin API (`ORRERY_ADMIN_TOKEN`); without it the admin API is off.
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,8 +144,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     name: Option<String>,
+    listen: Option<String>,
     #[serde(default)]
     seeds: Vec<String>,
+    cookie_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +208,8 @@ pub struct Overrides {
     pub temporal_address: Option<String>,
     /// `orrery up` forces an embedded server.
     pub embedded: Option<bool>,
+    pub cluster_listen: Option<String>,
+    pub seeds: Option<Vec<String>>,
 }
 
 fn parse_source(s: &str) -> Result<ModelSource, String> {
@@ -264,7 +279,66 @@ impl Config {
         let cluster_name = env_get("ORRERY_CLUSTER_NAME")
             .or(raw.cluster.name)
             .unwrap_or_else(|| "orrery".into());
-        let _seeds = raw.cluster.seeds;
+        let listen_s = pick(
+            &overrides.cluster_listen,
+            "ORRERY_CLUSTER_LISTEN",
+            &raw.cluster.listen,
+        );
+        let listen = listen_s
+            .as_ref()
+            .and_then(|l| match l.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(format!("cluster listen address `{l}` is not IP:PORT"));
+                    None
+                }
+            });
+        let seeds: Vec<String> = overrides
+            .seeds
+            .clone()
+            .or_else(|| {
+                env_get("ORRERY_CLUSTER_SEEDS").map(|s| {
+                    s.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+            })
+            .unwrap_or(raw.cluster.seeds);
+        for seed in &seeds {
+            if seed
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                errors.push(format!("cluster seed `{seed}` is not HOST:PORT"));
+            }
+        }
+        let cookie = match (env_get("ORRERY_CLUSTER_COOKIE"), &raw.cluster.cookie_file) {
+            (Some(c), _) => Some(Secret::new(c)),
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(c) if !c.trim().is_empty() => Some(Secret::new(c.trim())),
+                _ => {
+                    errors.push(format!("cluster cookie file `{f}` is missing or empty"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if listen.is_some() && cookie.is_none() {
+            errors.push(
+                "a clustered node needs a cookie: set ORRERY_CLUSTER_COOKIE (or cluster.cookie_file)"
+                    .into(),
+            );
+        }
+        if listen.is_none() && !seeds.is_empty() {
+            errors.push("cluster seeds are set but cluster.listen is not".into());
+        }
+        let cluster = ClusterConfig {
+            listen,
+            seeds,
+            cookie,
+        };
 
         let node_id = pick(&overrides.node_id, "ORRERY_NODE_ID", &raw.node.id)
             .unwrap_or_else(|| "node-1".into());
@@ -417,8 +491,11 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
+        let admin_token = env_get("ORRERY_ADMIN_TOKEN").map(Secret::new);
         Ok(Config {
+            admin_token,
             cluster_name,
+            cluster,
             node_id: NodeId::new(node_id),
             http,
             home,
@@ -555,6 +632,27 @@ max_tokens = 0
             }
         );
         assert_eq!(c.temporal_ui_url().unwrap(), "http://127.0.0.1:8300");
+    }
+
+    #[test]
+    fn a_clustered_node_needs_a_cookie() {
+        let o = Overrides {
+            cluster_listen: Some("127.0.0.2:7400".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(None, &env(&[]), &o).unwrap_err();
+        assert!(err.to_string().contains("ORRERY_CLUSTER_COOKIE"), "{err}");
+        let c = Config::resolve(
+            None,
+            &env(&[
+                ("ORRERY_CLUSTER_COOKIE", "c00kie"),
+                ("ORRERY_CLUSTER_SEEDS", "127.0.0.3:7400, 127.0.0.4:7400"),
+            ]),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(c.cluster.seeds, vec!["127.0.0.3:7400", "127.0.0.4:7400"]);
+        assert!(!format!("{c:?}").contains("c00kie"));
     }
 
     #[test]

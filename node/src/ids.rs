@@ -77,6 +77,7 @@ pub mod actor_names {
     pub const AUTOSCALER: &str = "orrery.autoscaler";
     pub const BROADCASTER: &str = "orrery.broadcaster";
     pub const WORKER_HOST: &str = "orrery.worker_host";
+    pub const MEMBERSHIP: &str = "orrery.membership";
 
     pub fn model_holder(model: &ModelId) -> String {
         format!("orrery.model.{model}")

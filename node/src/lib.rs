@@ -6,6 +6,7 @@ pub mod actors;
 pub mod app;
 pub mod asks;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod http;

@@ -47,6 +47,12 @@ enum Command {
         /// Temporal frontend HOST:PORT.
         #[arg(long)]
         temporal: Option<String>,
+        /// This node's mesh address, IP:PORT (joins the cluster; needs ORRERY_CLUSTER_COOKIE).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Mesh addresses of other nodes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<String>>,
     },
     /// Ask a question and stream the answer.
     Ask {
@@ -63,6 +69,29 @@ enum Command {
         seed: Option<u64>,
         prompt: Vec<String>,
     },
+    /// Show the cluster: nodes, their state, models and load.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORRERY_URL")]
+        url: String,
+        /// Print the JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Administer the cluster (needs ORRERY_ADMIN_TOKEN).
+    Admin {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORRERY_URL")]
+        url: String,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Stop new placements on a node; its in-flight answers finish.
+    Drain { node: String },
+    /// Let a drained node take work again.
+    Undrain { node: String },
 }
 
 fn init_tracing() {
@@ -115,6 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             node_id,
             temporal,
+            cluster,
+            seeds,
         } => {
             init_tracing();
             let overrides = Overrides {
@@ -123,6 +154,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 node_id,
                 temporal_address: temporal,
                 embedded: Some(false),
+                cluster_listen: cluster,
+                seeds,
             };
             let config = load_config(&config, &overrides)?;
             orrery::app::run(config)
@@ -171,6 +204,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Status { url, json } => {
+            let view = orrery::client::cluster(&url).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", orrery::client::cluster_table(&view));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin { url, action } => {
+            let token = std::env::var("ORRERY_ADMIN_TOKEN").map_err(|_| {
+                anyhow::anyhow!("set ORRERY_ADMIN_TOKEN to the cluster's admin token")
+            })?;
+            let (node, verb) = match &action {
+                AdminAction::Drain { node } => (node, "drain"),
+                AdminAction::Undrain { node } => (node, "undrain"),
+            };
+            let v =
+                orrery::client::admin_post(&url, &format!("/admin/nodes/{node}/{verb}"), &token)
+                    .await?;
+            println!("{v}");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::engine::{
 };
 use crate::ids::{ModelId, NodeId, RequestId, actor_names};
 use crate::live::{self, LiveEvent, LiveStage};
-use crate::workflows::ask::{AskOutcome, INVALID_REQUEST};
+use crate::workflows::ask::{AskOutcome, INVALID_REQUEST, Priority};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ pub struct GenerateInput {
     pub messages: Vec<ChatMessage>,
     pub params: SamplingParams,
     pub origin: NodeId,
+    pub priority: Priority,
     /// Text already produced by an earlier placement.
     pub resume_text: String,
     pub attempt: u32,
@@ -45,6 +46,15 @@ pub struct NodeActivities {
 impl NodeActivities {
     pub fn new(node: NodeId) -> Self {
         Self { node }
+    }
+}
+
+/// Tells the model holder the slot is free when the activity ends, however it ends.
+struct FinishGuard(ractor::ActorRef<ModelHolderMsg>, RequestId);
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        let _ = self.0.cast(ModelHolderMsg::Finished(self.1.clone()));
     }
 }
 
@@ -94,28 +104,48 @@ impl NodeActivities {
             resume_text: resume.clone(),
             cancel: cancel.clone(),
         };
-        let mut events = ractor::call_t!(
-            holder,
-            |reply| ModelHolderMsg::Generate {
+        let (reply_tx, mut reply_rx) = ractor::concurrency::oneshot();
+        holder
+            .cast(ModelHolderMsg::Generate {
                 request_id: rid.clone(),
+                origin: input.origin.clone(),
+                priority: input.priority.clone(),
                 request,
-                reply
-            },
-            5000
-        )
-        .map_err(|e| retryable(format!("model holder: {e}")))?;
+                reply: reply_tx.into(),
+            })
+            .map_err(|e| retryable(format!("model holder: {e}")))?;
+        // The slot is freed however this activity ends.
+        let _finished = FinishGuard(holder.clone(), rid.clone());
 
-        live::publish(
+        // Wait for a slot; heartbeat meanwhile, so waiting is not mistaken for a dead node.
+        let mut text = resume.clone();
+        let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
+        let mut events = loop {
+            tokio::select! {
+                started = &mut reply_rx => match started {
+                    Ok(Some(rx)) => break rx,
+                    Ok(None) => return Err(ActivityError::cancelled()),
+                    Err(_) => return Err(retryable("the model holder stopped before the ask started")),
+                },
+                _ = ctx.cancelled(), if !cancel.is_cancelled() => {
+                    cancel.cancel();
+                    let _ = holder.cast(ModelHolderMsg::Cancel(rid.clone()));
+                }
+                _ = beat.tick() => {
+                    let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
+                }
+            }
+        };
+
+        live::publish_now(
             &input.origin,
             &rid,
             LiveEvent::Status(LiveStage::Generating {
                 node: self.node.clone(),
             }),
-        )
-        .await;
-        let mut text = resume.clone();
+        );
         let mut chars = text.chars().count();
-        let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
         let mut last_beat = Instant::now();
         let result = loop {
             tokio::select! {
@@ -125,7 +155,7 @@ impl NodeActivities {
                 }
                 ev = events.recv() => match ev {
                     Some(GenEvent::Token { text: t }) => {
-                        live::publish(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() }).await;
+                        live::publish_now(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
                         chars += t.chars().count();
                         text.push_str(&t);
                         if last_beat.elapsed() >= HEARTBEAT_EVERY {
@@ -139,7 +169,8 @@ impl NodeActivities {
                 }
             }
         };
-        let _ = holder.cast(ModelHolderMsg::Finished(rid.clone()));
+        // A barrier: everything published above reaches the user before the workflow completes.
+        let _ = live::shown(&input.origin, &rid).await;
         match result {
             Ok(s) if s.finish_reason == FinishReason::Cancelled => {
                 tracing::info!(chars, "generation cancelled");

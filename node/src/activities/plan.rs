@@ -2,7 +2,6 @@
 
 use super::non_retryable;
 use crate::actors::autoscaler::AutoscalerMsg;
-use crate::actors::resource_manager::local_snapshot;
 use crate::ids::{ModelId, NodeId, RequestId, actor_names};
 use crate::placement;
 use crate::workflows::ask::{NO_CAPACITY, UNKNOWN_MODEL};
@@ -42,11 +41,18 @@ impl ClusterActivities {
         _ctx: ActivityContext,
         input: PlanInput,
     ) -> Result<Placement, ActivityError> {
-        let snapshots: Vec<_> = local_snapshot().await.into_iter().collect();
+        let snapshots = crate::cluster::snapshots(std::time::Duration::from_millis(1500)).await;
         if let Some(node) = placement::choose(&snapshots, &input.model, &input.excluded) {
             return Ok(Placement { node });
         }
-        // Nobody holds the model: load it here if this node is configured for it.
+        // Nobody can serve the model: load it here if this node is configured for it (and is
+        // not draining).
+        if snapshots.iter().any(|s| s.node == self.node && s.draining) {
+            return Err(ActivityError::from(anyhow::anyhow!(
+                "no node serves `{}` and this node is draining",
+                input.model
+            )));
+        }
         let Some(autoscaler) = crate::actors::lookup::<AutoscalerMsg>(actor_names::AUTOSCALER)
         else {
             return Err(ActivityError::from(anyhow::anyhow!(

@@ -4,18 +4,24 @@
 
 use crate::ids::{NodeId, RequestId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorMessage;
+use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The stages of an ask that are shown to its user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "stage")]
 pub enum LiveStage {
-    Queued { position: u32 },
+    Queued {
+        position: u32,
+        estimated_wait_ms: u64,
+    },
     Planning,
-    Generating { node: NodeId },
+    Generating {
+        node: NodeId,
+    },
 }
 
 /// One live event about one ask.
@@ -31,23 +37,20 @@ pub enum LiveEvent {
 
 pub type Subscriber = UnboundedSender<(RequestId, LiveEvent)>;
 
-#[derive(RactorMessage)]
+/// Messages that may come from any node of the mesh.
+#[derive(RactorClusterMessage)]
 pub enum BroadcasterMsg {
-    Subscribe {
-        request_id: RequestId,
-        tx: Subscriber,
-    },
-    Unsubscribe(RequestId),
     Publish {
         request_id: RequestId,
         event: LiveEvent,
     },
-    /// The answer as shown so far, if anyone here follows this request.
+    /// The answer as shown so far, if anyone here follows this request. Also a barrier: it is
+    /// answered after every event published before it by the same sender.
+    #[rpc]
     Shown(RequestId, RpcReplyPort<Option<String>>),
-    Count(RpcReplyPort<usize>),
+    #[rpc]
+    Count(RpcReplyPort<u64>),
 }
-
-pub struct Broadcaster;
 
 struct Follower {
     tx: Subscriber,
@@ -55,10 +58,63 @@ struct Follower {
     shown_chars: usize,
 }
 
-#[derive(Default)]
-pub struct BroadcasterState {
-    followers: HashMap<RequestId, Follower>,
+/// The sessions of this node that follow asks, by request. Sessions add and remove themselves
+/// directly; the Broadcaster delivers to them. It outlives a restart of the Broadcaster.
+#[derive(Clone, Default)]
+pub struct Followers(Arc<Mutex<HashMap<RequestId, Follower>>>);
+
+impl Followers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Follower>> {
+        // A panic while holding this lock leaves a map that is still consistent (every
+        // operation is a single insert, remove or append), so a poisoned lock is safe to use.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn follow(&self, request_id: RequestId, tx: Subscriber) {
+        self.lock().insert(
+            request_id,
+            Follower {
+                tx,
+                shown: String::new(),
+                shown_chars: 0,
+            },
+        );
+    }
+
+    pub fn unfollow(&self, request_id: &RequestId) {
+        self.lock().remove(request_id);
+    }
+
+    pub fn shown(&self, request_id: &RequestId) -> Option<String> {
+        self.lock().get(request_id).map(|f| f.shown.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn deliver(&self, request_id: RequestId, event: LiveEvent) {
+        let mut map = self.lock();
+        let Some(f) = map.get_mut(&request_id) else {
+            return;
+        };
+        if let LiveEvent::Chunk { offset, text } = &event
+            && !apply_chunk(&mut f.shown, &mut f.shown_chars, *offset, text)
+        {
+            return;
+        }
+        if f.tx.send((request_id.clone(), event)).is_err() {
+            // The session is gone; its answer still completes in Temporal.
+            map.remove(&request_id);
+        }
+    }
 }
+
+pub struct Broadcaster;
 
 /// Applies a chunk at `offset` to the text shown so far: a replayed chunk is a no-op, a chunk at a
 /// lower offset replaces the tail, a chunk past the end is appended (the gap is the sender's bug,
@@ -88,56 +144,34 @@ pub fn apply_chunk(shown: &mut String, shown_chars: &mut usize, offset: usize, t
 
 impl Actor for Broadcaster {
     type Msg = BroadcasterMsg;
-    type State = BroadcasterState;
-    type Arguments = ();
+    type State = Followers;
+    type Arguments = (NodeId, Followers);
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        _args: (),
+        myself: ActorRef<Self::Msg>,
+        (node, followers): (NodeId, Followers),
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(BroadcasterState::default())
+        ractor::pg::join(
+            crate::cluster::broadcast_group(&node),
+            vec![myself.get_cell()],
+        );
+        Ok(followers)
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        state: &mut Self::State,
+        followers: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            BroadcasterMsg::Subscribe { request_id, tx } => {
-                state.followers.insert(
-                    request_id,
-                    Follower {
-                        tx,
-                        shown: String::new(),
-                        shown_chars: 0,
-                    },
-                );
-            }
-            BroadcasterMsg::Unsubscribe(id) => {
-                state.followers.remove(&id);
-            }
-            BroadcasterMsg::Publish { request_id, event } => {
-                let Some(f) = state.followers.get_mut(&request_id) else {
-                    return Ok(());
-                };
-                if let LiveEvent::Chunk { offset, text } = &event
-                    && !apply_chunk(&mut f.shown, &mut f.shown_chars, *offset, text)
-                {
-                    return Ok(());
-                }
-                if f.tx.send((request_id.clone(), event)).is_err() {
-                    // The session is gone; its answer still completes in Temporal.
-                    state.followers.remove(&request_id);
-                }
-            }
+            BroadcasterMsg::Publish { request_id, event } => followers.deliver(request_id, event),
             BroadcasterMsg::Shown(id, reply) => {
-                let _ = reply.send(state.followers.get(&id).map(|f| f.shown.clone()));
+                let _ = reply.send(followers.shown(&id));
             }
             BroadcasterMsg::Count(reply) => {
-                let _ = reply.send(state.followers.len());
+                let _ = reply.send(followers.len() as u64);
             }
         }
         Ok(())

@@ -1,34 +1,94 @@
 //! A ModelHolder owns one loaded model (its engine) and runs its generations: the engine decodes on
-//! its own thread, so this actor's mailbox only starts, cancels and counts sequences.
+//! its own thread, so this actor's mailbox only starts, cancels and counts sequences. When every
+//! sequence slot is busy, asks wait here in priority order (then arrival), and each waiting user is
+//! told their position and an estimated wait whenever the queue moves.
 
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{
     CandleConfig, CandleEngine, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest,
     SyntheticConfig, SyntheticEngine,
 };
-use crate::ids::{ModelId, RequestId};
+use crate::ids::{ModelId, NodeId, RequestId};
+use crate::live::{self, LiveEvent, LiveStage};
+use crate::workflows::ask::Priority;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
+/// The events of a started generation; `None` when the ask was cancelled while it waited.
+pub type Started = Option<UnboundedReceiver<GenEvent>>;
+
 #[derive(RactorMessage)]
 pub enum ModelHolderMsg {
-    /// Starts a generation; the events arrive on the returned receiver.
+    /// Starts a generation now, or when a slot frees up; the reply comes at the start.
     Generate {
         request_id: RequestId,
+        origin: NodeId,
+        priority: Priority,
         request: GenerateRequest,
-        reply: RpcReplyPort<UnboundedReceiver<GenEvent>>,
+        reply: RpcReplyPort<Started>,
     },
-    /// Stops a generation of this request, if one runs here.
+    /// Stops (or unqueues) this request, if it is here.
     Cancel(RequestId),
-    /// A generation ended (its cancel handle is dropped).
+    /// A generation ended: its slot is free.
     Finished(RequestId),
+    /// Starts waiting asks while slots are free (also sent to itself on a timer).
+    Dispatch,
     Stats(RpcReplyPort<ModelStats>),
 }
+
+struct Waiting {
+    request_id: RequestId,
+    origin: NodeId,
+    rank: u8,
+    seq: u64,
+    request: GenerateRequest,
+    reply: RpcReplyPort<Started>,
+    told: Option<u32>,
+}
+
+/// Asks waiting for a slot, in priority order then arrival order.
+#[derive(Default)]
+struct WaitQueue {
+    items: Vec<Waiting>,
+    next_seq: u64,
+}
+
+fn rank(p: &Priority) -> u8 {
+    match p {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+impl WaitQueue {
+    fn push(&mut self, mut w: Waiting) {
+        w.seq = self.next_seq;
+        self.next_seq += 1;
+        let at = self
+            .items
+            .partition_point(|x| (x.rank, x.seq) <= (w.rank, w.seq));
+        self.items.insert(at, w);
+    }
+
+    fn pop(&mut self) -> Option<Waiting> {
+        (!self.items.is_empty()).then(|| self.items.remove(0))
+    }
+
+    fn remove(&mut self, id: &RequestId) -> Option<Waiting> {
+        let at = self.items.iter().position(|w| &w.request_id == id)?;
+        Some(self.items.remove(at))
+    }
+}
+
+/// A moving average of how long one generation holds a slot, for wait estimates.
+const FIRST_GUESS: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct ModelStats {
@@ -49,7 +109,49 @@ pub struct ModelHolderArgs {
 pub struct ModelHolderState {
     model: ModelId,
     engine: Arc<dyn Engine>,
-    running: HashMap<RequestId, CancellationToken>,
+    max_sequences: usize,
+    running: HashMap<RequestId, (CancellationToken, Instant)>,
+    waiting: WaitQueue,
+    avg_slot_ms: f64,
+}
+
+impl ModelHolderState {
+    fn dispatch(&mut self) {
+        while self.running.len() < self.max_sequences
+            && let Some(w) = self.waiting.pop()
+        {
+            if w.request.cancel.is_cancelled() {
+                let _ = w.reply.send(None);
+                continue;
+            }
+            self.running
+                .insert(w.request_id, (w.request.cancel.clone(), Instant::now()));
+            let _ = w.reply.send(Some(self.engine.generate(w.request)));
+        }
+        self.tell_positions();
+    }
+
+    /// Tells each waiting ask its (changed) position and estimated wait.
+    fn tell_positions(&mut self) {
+        let per_slot = self.avg_slot_ms / self.max_sequences.max(1) as f64;
+        for (i, w) in self.waiting.items.iter_mut().enumerate() {
+            let position = i as u32 + 1;
+            if w.told == Some(position) {
+                continue;
+            }
+            w.told = Some(position);
+            let estimated_wait_ms = (per_slot * position as f64) as u64;
+            let (origin, id) = (w.origin.clone(), w.request_id.clone());
+            live::publish_now(
+                &origin,
+                &id,
+                LiveEvent::Status(LiveStage::Queued {
+                    position,
+                    estimated_wait_ms,
+                }),
+            );
+        }
+    }
 }
 
 /// Opens the engine a model's configuration names. Blocking (reads the weights).
@@ -93,7 +195,7 @@ impl Actor for ModelHolder {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ModelHolderArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let model = args.config.id.clone();
@@ -104,10 +206,14 @@ impl Actor for ModelHolder {
         let info = engine.info();
         tracing::info!(model.id = %model, kind = %info.kind, secs = started.elapsed().as_secs_f64(), "model loaded");
         metrics::gauge!("orrery_models_loaded").increment(1.0);
+        myself.send_interval(Duration::from_millis(250), || ModelHolderMsg::Dispatch);
         Ok(ModelHolderState {
             model,
+            max_sequences: info.max_sequences.max(1),
             engine,
             running: HashMap::new(),
+            waiting: WaitQueue::default(),
+            avg_slot_ms: FIRST_GUESS.as_millis() as f64,
         })
     }
 
@@ -116,8 +222,11 @@ impl Actor for ModelHolder {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for token in state.running.values() {
+        for (token, _) in state.running.values() {
             token.cancel();
+        }
+        for w in state.waiting.items.drain(..) {
+            let _ = w.reply.send(None);
         }
         metrics::gauge!("orrery_models_loaded").decrement(1.0);
         tracing::info!(model.id = %state.model, "model unloaded");
@@ -133,30 +242,92 @@ impl Actor for ModelHolder {
         match msg {
             ModelHolderMsg::Generate {
                 request_id,
+                origin,
+                priority,
                 request,
                 reply,
             } => {
-                state.running.insert(request_id, request.cancel.clone());
-                let _ = reply.send(state.engine.generate(request));
+                state.waiting.push(Waiting {
+                    request_id,
+                    origin,
+                    rank: rank(&priority),
+                    seq: 0,
+                    request,
+                    reply,
+                    told: None,
+                });
+                state.dispatch();
             }
             ModelHolderMsg::Cancel(id) => {
-                if let Some(token) = state.running.remove(&id) {
+                if let Some((token, _)) = state.running.get(&id) {
                     tracing::info!(request.id = %id, model.id = %state.model, "generation cancelled");
                     token.cancel();
+                } else if let Some(w) = state.waiting.remove(&id) {
+                    tracing::info!(request.id = %id, model.id = %state.model, "waiting ask cancelled");
+                    w.request.cancel.cancel();
+                    let _ = w.reply.send(None);
+                    state.tell_positions();
                 }
             }
             ModelHolderMsg::Finished(id) => {
-                state.running.remove(&id);
+                if let Some((_, started)) = state.running.remove(&id) {
+                    let ms = started.elapsed().as_millis() as f64;
+                    state.avg_slot_ms = 0.8 * state.avg_slot_ms + 0.2 * ms;
+                }
+                state.dispatch();
             }
+            ModelHolderMsg::Dispatch => state.dispatch(),
             ModelHolderMsg::Stats(reply) => {
                 let _ = reply.send(ModelStats {
                     model: state.model.clone(),
                     info: state.engine.info(),
-                    active: state.engine.active_sequences(),
-                    queued: state.engine.queued(),
+                    active: state.running.len(),
+                    queued: state.waiting.items.len(),
                 });
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(id: &str, p: Priority) -> (Waiting, ractor::concurrency::OneshotReceiver<Started>) {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let w = Waiting {
+            request_id: RequestId::new(id),
+            origin: NodeId::new("n"),
+            rank: rank(&p),
+            seq: 0,
+            request: GenerateRequest::new(vec![], Default::default()),
+            reply: tx.into(),
+            told: None,
+        };
+        (w, rx)
+    }
+
+    #[test]
+    fn the_queue_orders_by_priority_then_arrival() {
+        let mut q = WaitQueue::default();
+        let mut keep = Vec::new();
+        for (id, p) in [
+            ("a", Priority::Normal),
+            ("b", Priority::Low),
+            ("c", Priority::High),
+            ("d", Priority::Normal),
+            ("e", Priority::High),
+        ] {
+            let (w, rx) = waiting(id, p);
+            keep.push(rx);
+            q.push(w);
+        }
+        let order: Vec<&str> = q.items.iter().map(|w| w.request_id.as_str()).collect();
+        assert_eq!(order, ["c", "e", "a", "d", "b"]);
+        assert!(q.remove(&RequestId::new("a")).is_some());
+        let order: Vec<&str> = q.items.iter().map(|w| w.request_id.as_str()).collect();
+        assert_eq!(order, ["c", "e", "d", "b"]);
+        assert_eq!(q.pop().map(|w| w.request_id), Some(RequestId::new("c")));
     }
 }

@@ -2,9 +2,9 @@
 //! answered as a `NodeSnapshot` — the input of placement and, later, of the scaling policy.
 
 use super::model_holder::{ModelHolderMsg, ModelStats};
-use crate::ids::{ModelId, NodeId, actor_names};
+use crate::ids::{ModelId, NodeId, RequestId, actor_names};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorMessage;
+use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -30,12 +30,17 @@ pub struct NodeSnapshot {
     pub draining: bool,
 }
 
-#[derive(RactorMessage)]
+/// Messages that may come from any node of the mesh.
+#[derive(RactorClusterMessage)]
 pub enum ResourceManagerMsg {
+    #[rpc]
     Snapshot(RpcReplyPort<NodeSnapshot>),
     ModelLoaded(ModelId),
     ModelUnloaded(ModelId),
     SetDraining(bool),
+    /// Stops an ask at once if it is generating or waiting on this node (the fast path of a
+    /// cancel; Temporal's cancellation is the durable one).
+    CancelAsk(RequestId),
     Sample,
 }
 
@@ -65,6 +70,14 @@ impl Actor for ResourceManager {
         system.refresh_memory();
         system.refresh_cpu_usage();
         myself.send_interval(SAMPLE_EVERY, || ResourceManagerMsg::Sample);
+        ractor::pg::join(
+            crate::cluster::RESOURCES_GROUP.to_string(),
+            vec![myself.get_cell()],
+        );
+        ractor::pg::join(
+            crate::cluster::resources_group(&node),
+            vec![myself.get_cell()],
+        );
         // A restarted ResourceManager relearns which models are loaded from the registry.
         let models = ractor::registry::registered()
             .into_iter()
@@ -92,13 +105,26 @@ impl Actor for ResourceManager {
                 metrics::gauge!("orrery_node_memory_available_bytes")
                     .set(state.system.available_memory() as f64);
             }
+            ResourceManagerMsg::CancelAsk(id) => {
+                for m in &state.models {
+                    if let Some(h) = super::lookup::<ModelHolderMsg>(&actor_names::model_holder(m))
+                    {
+                        let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
+                    }
+                }
+            }
             ResourceManagerMsg::ModelLoaded(m) => {
                 state.models.insert(m);
             }
             ResourceManagerMsg::ModelUnloaded(m) => {
                 state.models.remove(&m);
             }
-            ResourceManagerMsg::SetDraining(d) => state.draining = d,
+            ResourceManagerMsg::SetDraining(d) => {
+                if d != state.draining {
+                    tracing::info!(node.id = %state.node, draining = d, "drain state changed");
+                }
+                state.draining = d;
+            }
             ResourceManagerMsg::Snapshot(reply) => {
                 let mut models = Vec::new();
                 for m in &state.models {

@@ -3,10 +3,11 @@
 //! crashes, with backoff and a limit.
 
 use super::autoscaler::Autoscaler;
-use super::broadcaster::Broadcaster;
+use super::broadcaster::{Broadcaster, Followers};
 use super::model_holder::{ModelHolder, ModelHolderArgs};
 use super::resource_manager::{ResourceManager, ResourceManagerMsg};
 use super::worker_host::{WorkerHost, WorkerHostArgs};
+use crate::cluster::membership::{Membership, MembershipArgs};
 use crate::config::{Config, ModelConfig};
 use crate::ids::{ModelId, actor_names};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -41,11 +42,13 @@ pub struct NodeSupervisor;
 pub struct SupervisorArgs {
     pub config: Arc<Config>,
     pub workers: WorkerHostArgs,
+    pub followers: Followers,
 }
 
 pub struct SupervisorState {
     config: Arc<Config>,
     workers: WorkerHostArgs,
+    followers: Followers,
     models: HashMap<ModelId, ModelConfig>,
     failed: BTreeMap<ModelId, String>,
     loading: HashSet<ModelId>,
@@ -69,10 +72,31 @@ impl NodeSupervisor {
                     .0
                     .get_cell()
             }
-            actor_names::BROADCASTER => Actor::spawn_linked(n, Broadcaster, (), sup)
-                .await?
-                .0
-                .get_cell(),
+            actor_names::BROADCASTER => Actor::spawn_linked(
+                n,
+                Broadcaster,
+                (state.config.node_id.clone(), state.followers.clone()),
+                sup,
+            )
+            .await?
+            .0
+            .get_cell(),
+            actor_names::MEMBERSHIP => {
+                let c = &state.config.cluster;
+                let (Some(listen), Some(cookie)) = (c.listen, c.cookie.clone()) else {
+                    return Err("the cluster mesh is not configured".into());
+                };
+                let args = MembershipArgs {
+                    node: state.config.node_id.clone(),
+                    listen,
+                    seeds: c.seeds.clone(),
+                    cookie,
+                };
+                Actor::spawn_linked(n, Membership, args, sup)
+                    .await?
+                    .0
+                    .get_cell()
+            }
             actor_names::AUTOSCALER => {
                 Actor::spawn_linked(n, Autoscaler, state.config.clone(), sup)
                     .await?
@@ -176,18 +200,23 @@ impl Actor for NodeSupervisor {
         let mut state = SupervisorState {
             config: args.config,
             workers: args.workers,
+            followers: args.followers,
             models: HashMap::new(),
             failed: BTreeMap::new(),
             loading: HashSet::new(),
             stopping_models: HashSet::new(),
             restarts: HashMap::new(),
         };
-        for name in [
+        let mut children = vec![
             actor_names::RESOURCE_MANAGER,
             actor_names::BROADCASTER,
             actor_names::AUTOSCALER,
-            actor_names::WORKER_HOST,
-        ] {
+        ];
+        if state.config.cluster.listen.is_some() {
+            children.push(actor_names::MEMBERSHIP);
+        }
+        children.push(actor_names::WORKER_HOST);
+        for name in children {
             self.spawn_child(name, &myself, &mut state).await?;
         }
         for m in state.config.models.iter().filter(|m| m.load) {

@@ -53,6 +53,8 @@ fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
             .register_workflow::<AskWorkflow>()
             .map_err(|e| e.to_string())?
             .register_activities(ClusterActivities::new(config.node_id.clone()))
+            // A dead node's cached workflows move to another worker after this.
+            .sticky_queue_schedule_to_start_timeout(std::time::Duration::from_secs(3))
             .graceful_shutdown_period(grace)
             .build())
     } else {

@@ -156,10 +156,21 @@ impl<M: StepModel> Worker<M> {
         let prepared = catch_unwind(AssertUnwindSafe(|| self.prompt_tokens(&job.req)));
         let result =
             prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
+        // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
+        let resumed = if job.req.resume_text.is_empty() {
+            0
+        } else {
+            self.tokenizer
+                .encode(&job.req.resume_text)
+                .map(|t| t.len() as u32)
+                .unwrap_or(0)
+        };
+        let mut params = job.req.params;
+        params.max_tokens = params.max_tokens.saturating_sub(resumed);
         match result {
             Ok(prompt) => self.waiting.push_back(Admitted {
                 prompt,
-                params: job.req.params,
+                params,
                 cancel: job.req.cancel,
                 tx: job.tx,
                 received: job.received,

@@ -91,6 +91,8 @@ struct Running {
     job: Job,
     /// Index of the next answer token.
     next: u32,
+    /// New tokens this sequence may still produce (`max_tokens` less the resumed part).
+    budget: u32,
     generated: u32,
     due: Instant,
     stream: TextStream,
@@ -219,8 +221,11 @@ fn run(rx: Receiver<Job>, config: SyntheticConfig, counters: Arc<Counters>, stat
             counters.queued.fetch_sub(1, Ordering::SeqCst);
             counters.active.fetch_add(1, Ordering::SeqCst);
             stats.prompt_processed(job.prompt_tokens as usize);
+            let resumed = job.req.resume_text.split_whitespace().count() as u32;
             active.push(Running {
-                next: job.req.resume_text.split_whitespace().count() as u32,
+                next: resumed,
+                // `max_tokens` bounds the whole answer, the resumed part included.
+                budget: job.req.params.max_tokens.saturating_sub(resumed),
                 generated: 0,
                 due: Instant::now() + interval,
                 stream: TextStream::new(&job.req.params.stop),
@@ -272,6 +277,9 @@ fn advance(
     if answer_complete(r) {
         return Some(FinishReason::Stop);
     }
+    if r.generated >= r.budget {
+        return Some(FinishReason::Length);
+    }
     if now < r.due {
         return None;
     }
@@ -299,9 +307,7 @@ fn advance(
     if answer_complete(r) {
         return Some(FinishReason::Stop);
     }
-    if r.generated >= r.job.req.params.max_tokens
-        || r.job.prompt_tokens + r.generated >= config.context_len
-    {
+    if r.generated >= r.budget || r.job.prompt_tokens + r.generated >= config.context_len {
         return Some(FinishReason::Length);
     }
     None

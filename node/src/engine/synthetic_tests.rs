@@ -37,6 +37,14 @@ async fn answers_by_table() {
     };
     let cases = [
         (
+            "max_tokens bounds a resumed answer too",
+            fast,
+            request(5, &[], "w1 w2 w3"),
+            " w4 w5",
+            FinishReason::Length,
+            2,
+        ),
+        (
             "max_tokens",
             fast,
             request(5, &[], ""),

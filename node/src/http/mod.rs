@@ -1,5 +1,6 @@
 //! The HTTP surface of a node: the web UI, `/ws`, health, readiness and metrics.
 
+mod admin;
 pub mod error;
 mod web;
 pub mod ws;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tasks that follow asks to their end; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// The cluster view, refreshed every second.
+    pub cluster: tokio::sync::watch::Receiver<Vec<crate::cluster::NodeRow>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -40,12 +43,25 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/cluster", get(cluster))
+        .route(
+            "/admin/nodes/{node}/drain",
+            axum::routing::post(admin::drain),
+        )
+        .route(
+            "/admin/nodes/{node}/undrain",
+            axum::routing::post(admin::undrain),
+        )
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new("not_found", "no such route")
+}
+
+async fn cluster() -> Json<serde_json::Value> {
+    Json(json!({ "nodes": crate::cluster::view().await }))
 }
 
 async fn health() -> Json<serde_json::Value> {

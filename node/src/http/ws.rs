@@ -59,8 +59,12 @@ fn live_frame(id: &RequestId, ev: LiveEvent) -> Value {
         LiveEvent::Status(LiveStage::Planning) => {
             json!({"type": "status", "request_id": id, "stage": "planning"})
         }
-        LiveEvent::Status(LiveStage::Queued { position }) => {
-            json!({"type": "status", "request_id": id, "stage": "queued", "queue_position": position})
+        LiveEvent::Status(LiveStage::Queued {
+            position,
+            estimated_wait_ms,
+        }) => {
+            json!({"type": "status", "request_id": id, "stage": "queued", "queue_position": position,
+                   "estimated_wait_ms": estimated_wait_ms})
         }
     }
 }
@@ -155,6 +159,8 @@ async fn session(socket: WebSocket, state: AppState) {
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<(RequestId, LiveEvent)>();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<RequestId>();
     let mut mine: HashSet<RequestId> = HashSet::new();
+    let mut cluster = state.cluster.clone();
+    cluster.mark_unchanged();
     metrics::gauge!("orrery_websocket_sessions").increment(1.0);
 
     let hello = json!({
@@ -162,6 +168,7 @@ async fn session(socket: WebSocket, state: AppState) {
         "models": models_value(&state).await,
         "default_model": state.asks.config.default_model,
         "temporal_ui": state.asks.temporal_ui,
+        "cluster": *state.cluster.borrow(),
         "limits": {"max_prompt_chars": state.asks.config.limits.max_prompt_chars,
                    "max_tokens": state.asks.config.limits.max_tokens},
     });
@@ -175,6 +182,7 @@ async fn session(socket: WebSocket, state: AppState) {
             Some((id, ev)) = live_rx.recv() => live_frame(&id, ev),
             Some(v) = out_rx.recv() => v,
             Some(id) = ended_rx.recv() => { mine.remove(&id); continue; }
+            Ok(()) = cluster.changed() => json!({"type": "cluster", "nodes": *cluster.borrow_and_update()}),
             incoming = stream.next() => {
                 let text = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,

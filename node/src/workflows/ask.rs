@@ -191,6 +191,7 @@ impl AskWorkflow {
                         messages: input.messages.clone(),
                         params: input.params.clone(),
                         origin: input.origin.clone(),
+                        priority: input.priority.clone(),
                         resume_text: resume.clone(),
                         attempt,
                     },

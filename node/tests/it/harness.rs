@@ -22,10 +22,26 @@ pub fn home() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on loopback")
+}
+
+/// How to start a node beyond its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOpts {
+    /// Loopback address of its "host" (127.0.0.x); 127.0.0.1 when empty.
+    pub ip: String,
+    /// Its mesh address and the others', when it joins a cluster.
+    pub cluster: Option<String>,
+    pub seeds: Vec<String>,
+    pub cookie: Option<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// Polls `check` until it returns Some, failing with `what` after `deadline`.
@@ -74,60 +90,80 @@ impl Sandbox {
 
     /// Starts a node process with `config` (TOML) and waits until it is ready.
     pub async fn node(&self, id: &str, config: &str) -> Node {
-        let port = free_port();
+        self.node_with(id, config, NodeOpts::default()).await
+    }
+
+    /// Starts a node process with `config` (TOML) and `opts` and waits until it is ready.
+    pub async fn node_with(&self, id: &str, config: &str, opts: NodeOpts) -> Node {
+        let ip = if opts.ip.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            opts.ip.clone()
+        };
+        let port = free_port_on(&ip);
         let cfg_path = self.dir.path().join(format!("{id}.toml"));
         std::fs::write(&cfg_path, config).expect("write config");
         let log_path = self.dir.path().join(format!("{id}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-            .arg("node")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orrery"));
+        cmd.arg("node")
             .arg("--config")
             .arg(&cfg_path)
-            .args(["--node-id", id, "--http", &format!("127.0.0.1:{port}")])
+            .args(["--node-id", id, "--http", &format!("{ip}:{port}")])
             .args(["--temporal", &self.temporal.address])
             .arg("--data-dir")
             .arg(self.dir.path().join(id))
             .env("ORRERY_HOME", home())
             .env("ORRERY_LOG", "info")
+            .env_remove("ORRERY_CLUSTER_COOKIE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start orrery node");
+            .stderr(log);
+        if let Some(c) = &opts.cluster {
+            cmd.args(["--cluster", c]);
+            if !opts.seeds.is_empty() {
+                cmd.args(["--seeds", &opts.seeds.join(",")]);
+            }
+        }
+        if let Some(cookie) = &opts.cookie {
+            cmd.env("ORRERY_CLUSTER_COOKIE", cookie);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start orrery node");
         let node = Node {
-            http: format!("http://127.0.0.1:{port}"),
+            id: id.to_string(),
+            http: format!("http://{ip}:{port}"),
             child,
             log_path,
         };
         let url = format!("{}/ready", node.http);
         let http = reqwest::Client::new();
-        let log_path = node.log_path.clone();
-        wait_for(
-            &format!("node {id} ready at {url}"),
-            Duration::from_secs(120),
-            || {
-                let (http, url, log_path) = (http.clone(), url.clone(), log_path.clone());
-                async move {
-                    match http.get(&url).send().await {
-                        Ok(r) if r.status().is_success() => Some(()),
-                        _ => {
-                            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                            assert!(
-                                !log.contains("Error: ") && !log.contains("error: "),
-                                "node failed at start:\n{log}"
-                            );
-                            None
-                        }
-                    }
-                }
-            },
-        )
-        .await;
+        let mut node = node;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("node {id} exited at start ({status}):\n{}", node.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for node {id} ready at {url}:\n{}",
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         node
     }
 }
 
 pub struct Node {
+    pub id: String,
     pub http: String,
     pub child: Child,
     pub log_path: PathBuf,
@@ -141,6 +177,37 @@ impl Node {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+
+    /// Asks the node to stop (SIGTERM), as an operator would.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// The cluster view this node serves at /api/cluster.
+    pub async fn cluster(&self) -> Vec<Value> {
+        let v: Value = reqwest::get(format!("{}/api/cluster", self.http))
+            .await
+            .expect("cluster view")
+            .json()
+            .await
+            .expect("cluster json");
+        v["nodes"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Waits until `node`'s cluster view shows every one of `ids` in `state`.
+pub async fn wait_cluster(node: &Node, ids: &[&str], state: &str) {
+    let what = format!("{} to show {ids:?} {state}", node.id);
+    wait_for(&what, Duration::from_secs(30), || async {
+        let view = node.cluster().await;
+        ids.iter()
+            .all(|id| view.iter().any(|r| r["node"] == *id && r["state"] == state))
+            .then_some(())
+    })
+    .await;
 }
 
 impl Drop for Node {

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod cluster;
 mod harness;
 mod supervision;
 mod websocket;

@@ -37,6 +37,7 @@ async fn crashed_children_are_restarted_by_the_supervisor() {
                 client,
                 runtime,
             },
+            followers: Default::default(),
         },
     )
     .await

@@ -206,3 +206,18 @@ async fn bad_input_gets_error_frames_and_the_socket_still_answers() {
     let (done, _) = c.until("done").await;
     assert!(done["text"].as_str().unwrap().contains("Paris"), "{done}");
 }
+
+/// The event types of an ask's workflow history, in order.
+pub async fn history_events(sb: &Sandbox, id: &str) -> Vec<String> {
+    let client = temporal_client(sb).await;
+    let history = client
+        .get_workflow_handle::<AskWorkflow>(id.to_string())
+        .fetch_history(Default::default())
+        .into_events()
+        .await
+        .unwrap();
+    history
+        .iter()
+        .map(|e| format!("{:?}", e.event_type()))
+        .collect()
+}
