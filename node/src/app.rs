@@ -102,6 +102,10 @@ async fn run_node(
     )
     .await?;
 
+    if config.autoscaling.enabled {
+        ensure_scaling_loop(&client, &config).await;
+    }
+
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
     let stop_accepting = CancellationToken::new();
@@ -248,5 +252,28 @@ async fn wait_for_local_generations() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts the cluster's scaling workflow unless it already runs (every node tries; one runs).
+async fn ensure_scaling_loop(client: &temporalio_client::Client, config: &crate::config::Config) {
+    use crate::workflows::{RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow, ScalingState};
+    let input = ScalingState {
+        tick_secs: config.autoscaling.tick.as_secs(),
+        policy: config.autoscaling.policy.clone(),
+        ..Default::default()
+    };
+    let opts = temporalio_client::WorkflowStartOptions::new(
+        crate::ids::CLUSTER_TASK_QUEUE,
+        RESOURCE_WORKFLOW_ID,
+    )
+    .id_conflict_policy(temporalio_client::WorkflowIdConflictPolicy::UseExisting)
+    .build();
+    match client
+        .start_workflow(ResourceManagementWorkflow::run, input, opts)
+        .await
+    {
+        Ok(_) => tracing::info!(workflow.id = RESOURCE_WORKFLOW_ID, "scaling loop running"),
+        Err(e) => tracing::warn!(error = %e, "could not start the scaling loop; another node may"),
     }
 }

@@ -60,6 +60,21 @@ pub struct ModelConfig {
     pub max_sequences: usize,
     /// How a GGUF's weights are held: as stored (quantized) or dequantized to f32.
     pub precision: Precision,
+    /// Replica bounds the scaling loop keeps across the cluster.
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Another model (typically a remote backend) that takes this model's asks when the cluster
+    /// cannot keep up.
+    pub fallback: Option<ModelId>,
+}
+
+/// The scaling loop (ResourceManagementWorkflow).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscalingConfig {
+    pub enabled: bool,
+    pub tick: Duration,
+    /// The policy the loop starts with (the admin can change it at run time).
+    pub policy: crate::policy::Policy,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -123,6 +138,9 @@ pub struct Config {
     pub limits: Limits,
     /// Bearer token of the admin API (`ORRERY_ADMIN_TOKEN`); without it the admin API is off.
     pub admin_token: Option<Secret>,
+    /// Memory this node gives to models (default: three quarters of its RAM).
+    pub memory_budget_bytes: Option<u64>,
+    pub autoscaling: AutoscalingConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +156,16 @@ struct RawConfig {
     models: Vec<RawModel>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    autoscaling: RawAutoscaling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoscaling {
+    enabled: Option<bool>,
+    tick_secs: Option<u64>,
+    policy: Option<crate::policy::Policy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +181,7 @@ struct RawCluster {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
+    memory_budget_mb: Option<u64>,
     id: Option<String>,
     http: Option<String>,
     home: Option<String>,
@@ -188,6 +217,9 @@ struct RawModel {
     max_sequences: Option<usize>,
     default: Option<bool>,
     precision: Option<Precision>,
+    min_replicas: Option<u32>,
+    max_replicas: Option<u32>,
+    fallback: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -422,6 +454,9 @@ impl Config {
                 // ("What is the capital of France?" → "L'Étoile, …"); f32 gives the reference
                 // answers at about a third of the decode speed.
                 precision: Some(Precision::F32),
+                min_replicas: None,
+                max_replicas: None,
+                fallback: None,
             }]
         } else {
             raw.models
@@ -459,6 +494,9 @@ impl Config {
                         load: m.load.unwrap_or(true),
                         max_sequences,
                         precision: m.precision.unwrap_or_default(),
+                        min_replicas: m.min_replicas.unwrap_or(1),
+                        max_replicas: m.max_replicas.unwrap_or(8),
+                        fallback: m.fallback.as_deref().map(ModelId::new),
                     });
                 }
                 Err(e) => errors.push(format!("model `{}`: {e}", m.id)),
@@ -491,9 +529,41 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
+        for m in &models {
+            if let Some(f) = &m.fallback
+                && !models.iter().any(|x| &x.id == f)
+            {
+                errors.push(format!(
+                    "model `{}`: fallback `{f}` is not a configured model",
+                    m.id
+                ));
+            }
+            if m.min_replicas > m.max_replicas {
+                errors.push(format!(
+                    "model `{}`: min_replicas {} is above max_replicas {}",
+                    m.id, m.min_replicas, m.max_replicas
+                ));
+            }
+        }
+        let a = raw.autoscaling;
+        let policy = a.policy.unwrap_or_default();
+        if let Err(e) = policy.validate() {
+            errors.push(format!("autoscaling.policy: {e}"));
+        }
+        let autoscaling = AutoscalingConfig {
+            enabled: env_get("ORRERY_AUTOSCALING")
+                .map(|v| v != "false" && v != "0")
+                .or(a.enabled)
+                .unwrap_or(true),
+            tick: Duration::from_secs(a.tick_secs.unwrap_or(5).clamp(1, 3600)),
+            policy,
+        };
+        let memory_budget_bytes = raw.node.memory_budget_mb.map(|mb| mb << 20);
         let admin_token = env_get("ORRERY_ADMIN_TOKEN").map(Secret::new);
         Ok(Config {
             admin_token,
+            memory_budget_bytes,
+            autoscaling,
             cluster_name,
             cluster,
             node_id: NodeId::new(node_id),

@@ -50,10 +50,15 @@ mod tests {
                     active,
                     queued,
                     max_sequences: 4,
+                    memory_bytes: 0,
+                    idle_since_ms: None,
+                    est_wait_ms: 0,
                 })
                 .into_iter()
                 .collect(),
             draining,
+            memory_budget_bytes: 0,
+            memory_used_bytes: 0,
         }
     }
 

@@ -4,9 +4,11 @@
 
 mod generate;
 mod plan;
+mod scaling;
 
 pub use generate::{GenerateInput, NodeActivities, Progress};
 pub use plan::{ClusterActivities, Placement, PlanInput};
+pub use scaling::{NodeScalingActivities, ScalingActivities, cluster_view};
 
 use temporalio_common::error::ApplicationFailure;
 use temporalio_sdk::activities::ActivityError;

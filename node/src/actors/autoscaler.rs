@@ -22,7 +22,7 @@ pub struct AutoscalerState {
 }
 
 /// Estimated resident bytes of a model: its file plus room for KV caches and scratch space.
-fn estimate_bytes(config: &Config, model: &ModelId) -> u64 {
+pub fn estimate_bytes(config: &Config, model: &ModelId) -> u64 {
     let file_bytes = config
         .model(model)
         .and_then(|m| match &m.source {

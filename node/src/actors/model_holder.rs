@@ -96,6 +96,17 @@ pub struct ModelStats {
     pub info: EngineInfo,
     pub active: usize,
     pub queued: usize,
+    /// Since when (unix ms) nothing has been active or waiting; `None` while busy.
+    pub idle_since_ms: Option<u64>,
+    /// How long a new ask would wait for a slot here.
+    pub est_wait_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub struct ModelHolder;
@@ -113,6 +124,7 @@ pub struct ModelHolderState {
     running: HashMap<RequestId, (CancellationToken, Instant)>,
     waiting: WaitQueue,
     avg_slot_ms: f64,
+    idle_since_ms: Option<u64>,
 }
 
 impl ModelHolderState {
@@ -214,6 +226,7 @@ impl Actor for ModelHolder {
             running: HashMap::new(),
             waiting: WaitQueue::default(),
             avg_slot_ms: FIRST_GUESS.as_millis() as f64,
+            idle_since_ms: Some(unix_ms()),
         })
     }
 
@@ -278,7 +291,22 @@ impl Actor for ModelHolder {
             }
             ModelHolderMsg::Dispatch => state.dispatch(),
             ModelHolderMsg::Stats(reply) => {
+                let busy = !state.running.is_empty() || !state.waiting.items.is_empty();
+                if busy {
+                    state.idle_since_ms = None;
+                } else if state.idle_since_ms.is_none() {
+                    state.idle_since_ms = Some(unix_ms());
+                }
+                let free = state.running.len() < state.max_sequences;
+                let per_slot = state.avg_slot_ms / state.max_sequences as f64;
+                let est_wait_ms = if free {
+                    0
+                } else {
+                    (per_slot * (state.waiting.items.len() + 1) as f64) as u64
+                };
                 let _ = reply.send(ModelStats {
+                    idle_since_ms: state.idle_since_ms,
+                    est_wait_ms,
                     model: state.model.clone(),
                     info: state.engine.info(),
                     active: state.running.len(),

@@ -17,6 +17,12 @@ pub struct ModelLoad {
     pub active: u32,
     pub queued: u32,
     pub max_sequences: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub idle_since_ms: Option<u64>,
+    #[serde(default)]
+    pub est_wait_ms: u64,
 }
 
 /// What a node reports of itself.
@@ -28,6 +34,11 @@ pub struct NodeSnapshot {
     pub memory_available_bytes: u64,
     pub models: Vec<ModelLoad>,
     pub draining: bool,
+    /// What models may take on this node, and what they take now.
+    #[serde(default)]
+    pub memory_budget_bytes: u64,
+    #[serde(default)]
+    pub memory_used_bytes: u64,
 }
 
 /// Messages that may come from any node of the mesh.
@@ -48,6 +59,7 @@ pub struct ResourceManager;
 
 pub struct ResourceManagerState {
     node: NodeId,
+    memory_budget: Option<u64>,
     system: sysinfo::System,
     models: BTreeSet<ModelId>,
     draining: bool,
@@ -59,12 +71,13 @@ const STATS_TIMEOUT: Duration = Duration::from_millis(500);
 impl Actor for ResourceManager {
     type Msg = ResourceManagerMsg;
     type State = ResourceManagerState;
-    type Arguments = NodeId;
+    /// The node and its memory budget for models (bytes; default: three quarters of RAM).
+    type Arguments = (NodeId, Option<u64>);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        node: NodeId,
+        (node, memory_budget): (NodeId, Option<u64>),
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut system = sysinfo::System::new();
         system.refresh_memory();
@@ -85,6 +98,7 @@ impl Actor for ResourceManager {
             .collect();
         Ok(ResourceManagerState {
             node,
+            memory_budget,
             system,
             models,
             draining: false,
@@ -139,10 +153,19 @@ impl Actor for ResourceManager {
                             active: s.active as u32,
                             queued: s.queued as u32,
                             max_sequences: s.info.max_sequences as u32,
+                            memory_bytes: s.info.memory_bytes,
+                            idle_since_ms: s.idle_since_ms,
+                            est_wait_ms: s.est_wait_ms,
                         });
                     }
                 }
+                let memory_used_bytes = models.iter().map(|m| m.memory_bytes).sum();
+                let memory_budget_bytes = state
+                    .memory_budget
+                    .unwrap_or(state.system.total_memory() / 4 * 3);
                 let _ = reply.send(NodeSnapshot {
+                    memory_budget_bytes,
+                    memory_used_bytes,
                     node: state.node.clone(),
                     cpu_percent: state.system.global_cpu_usage(),
                     memory_total_bytes: state.system.total_memory(),

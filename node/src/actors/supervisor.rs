@@ -66,12 +66,18 @@ impl NodeSupervisor {
         let sup = myself.get_cell();
         let n = Some(name.to_string());
         let cell = match name {
-            actor_names::RESOURCE_MANAGER => {
-                Actor::spawn_linked(n, ResourceManager, state.config.node_id.clone(), sup)
-                    .await?
-                    .0
-                    .get_cell()
-            }
+            actor_names::RESOURCE_MANAGER => Actor::spawn_linked(
+                n,
+                ResourceManager,
+                (
+                    state.config.node_id.clone(),
+                    state.config.memory_budget_bytes,
+                ),
+                sup,
+            )
+            .await?
+            .0
+            .get_cell(),
             actor_names::BROADCASTER => Actor::spawn_linked(
                 n,
                 Broadcaster,

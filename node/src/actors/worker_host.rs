@@ -3,10 +3,12 @@
 //! each worker lives on its own OS thread that drives it with the runtime's handle; a worker that
 //! exits unexpectedly makes this actor fail, and the supervisor restarts it with fresh workers.
 
-use crate::activities::{ClusterActivities, NodeActivities};
+use crate::activities::{
+    ClusterActivities, NodeActivities, NodeScalingActivities, ScalingActivities,
+};
 use crate::config::Config;
 use crate::ids::{CLUSTER_TASK_QUEUE, node_task_queue};
-use crate::workflows::AskWorkflow;
+use crate::workflows::{AskWorkflow, ResourceManagementWorkflow};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::sync::Arc;
@@ -52,7 +54,10 @@ fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
         Ok(WorkerOptions::new(queue)
             .register_workflow::<AskWorkflow>()
             .map_err(|e| e.to_string())?
+            .register_workflow::<ResourceManagementWorkflow>()
+            .map_err(|e| e.to_string())?
             .register_activities(ClusterActivities::new(config.node_id.clone()))
+            .register_activities(ScalingActivities::new(Arc::new(config.clone())))
             // A dead node's cached workflows move to another worker after this.
             .sticky_queue_schedule_to_start_timeout(std::time::Duration::from_secs(3))
             .graceful_shutdown_period(grace)
@@ -60,6 +65,7 @@ fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
     } else {
         Ok(WorkerOptions::new(queue)
             .register_activities(NodeActivities::new(config.node_id.clone()))
+            .register_activities(NodeScalingActivities)
             .graceful_shutdown_period(grace)
             .build())
     }

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::Arc;
@@ -44,14 +44,16 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/cluster", get(cluster))
-        .route(
-            "/admin/nodes/{node}/drain",
-            axum::routing::post(admin::drain),
-        )
-        .route(
-            "/admin/nodes/{node}/undrain",
-            axum::routing::post(admin::undrain),
-        )
+        .route("/admin", get(web::admin_page))
+        .route("/admin.js", get(web::admin_js))
+        .route("/admin/cluster", get(admin::cluster))
+        .route("/admin/decisions", get(admin::decisions))
+        .route("/admin/policy", put(admin::put_policy))
+        .route("/admin/models/{model}/replicas", post(admin::replicas))
+        .route("/admin/nodes/{node}/drain", post(admin::drain))
+        .route("/admin/nodes/{node}/undrain", post(admin::undrain))
+        .route("/admin/autoscaling/pause", post(admin::pause))
+        .route("/admin/autoscaling/resume", post(admin::resume))
         .fallback(not_found)
         .with_state(state)
 }

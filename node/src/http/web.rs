@@ -20,3 +20,14 @@ pub async fn style_css() -> impl IntoResponse {
         include_str!("../../../web/style.css"),
     )
 }
+
+pub async fn admin_page() -> impl IntoResponse {
+    Html(include_str!("../../../web/admin.html"))
+}
+
+pub async fn admin_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/admin.js"),
+    )
+}

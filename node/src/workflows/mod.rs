@@ -2,5 +2,9 @@
 //! that happens in activities.
 
 pub mod ask;
+pub mod resources;
 
 pub use ask::{AskInput, AskOutcome, AskStage, AskWorkflow};
+pub use resources::{
+    RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow, ScalingState, ScalingStatus,
+};

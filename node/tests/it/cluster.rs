@@ -9,20 +9,29 @@ use std::time::Duration;
 
 const COOKIE: &str = "test-cookie";
 
-/// A synthetic model (fixed token rate; text "w1 w2 w3 …") for orchestration tests.
+/// A synthetic model (fixed token rate; text "w1 w2 w3 …") for orchestration tests. The scaling
+/// loop is off: these tests are about the mesh.
 fn synthetic(load: bool, max_sequences: u32, rate: u32) -> String {
     format!(
-        "[[models]]\nid = \"syn\"\nsource = \"synthetic:{rate}\"\ndefault = true\nload = {load}\nmax_sequences = {max_sequences}\n[limits]\nheartbeat_timeout_secs = 2\nshutdown_grace_secs = 30\n"
+        "{}[autoscaling]\nenabled = false\n",
+        synthetic_with(load, max_sequences, rate, 1, 8)
     )
 }
 
-struct Mesh {
-    sb: Sandbox,
+/// A synthetic model with replica bounds, for tests of the scaling loop.
+pub fn synthetic_with(load: bool, max_sequences: u32, rate: u32, min: u32, max: u32) -> String {
+    format!(
+        "[[models]]\nid = \"syn\"\nsource = \"synthetic:{rate}\"\ndefault = true\nload = {load}\nmax_sequences = {max_sequences}\nmin_replicas = {min}\nmax_replicas = {max}\n[limits]\nheartbeat_timeout_secs = 2\nshutdown_grace_secs = 30\n"
+    )
+}
+
+pub struct Mesh {
+    pub sb: Sandbox,
     addrs: Vec<String>,
 }
 
 impl Mesh {
-    async fn new(n: usize) -> Mesh {
+    pub async fn new(n: usize) -> Mesh {
         let sb = Sandbox::start().await;
         let addrs = (0..n)
             .map(|i| {
@@ -43,7 +52,7 @@ impl Mesh {
         }
     }
 
-    async fn node(&self, i: usize, config: &str) -> Node {
+    pub async fn node(&self, i: usize, config: &str) -> Node {
         self.sb
             .node_with(&format!("n{}", i + 2), config, self.opts(i))
             .await

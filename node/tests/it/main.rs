@@ -5,5 +5,6 @@ mod browser;
 mod cli;
 mod cluster;
 mod harness;
+mod scaling;
 mod supervision;
 mod websocket;

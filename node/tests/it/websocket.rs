@@ -221,3 +221,15 @@ pub async fn history_events(sb: &Sandbox, id: &str) -> Vec<String> {
         .map(|e| format!("{:?}", e.event_type()))
         .collect()
 }
+
+/// Every event of a workflow's history, as debug text (for worker identities and the like).
+pub async fn history_events_debug(sb: &Sandbox, id: &str) -> Vec<String> {
+    let client = temporal_client(sb).await;
+    let history = client
+        .get_workflow_handle::<orrery::workflows::ResourceManagementWorkflow>(id.to_string())
+        .fetch_history(Default::default())
+        .into_events()
+        .await
+        .unwrap();
+    history.iter().map(|e| format!("{e:?}")).collect()
+}
