@@ -48,6 +48,15 @@ pub enum ModelSource {
     Path(PathBuf),
     /// A synthetic engine of fixed token rate, for orchestration tests and benchmarks only.
     Synthetic { tokens_per_second: f64 },
+    /// A remote backend: an OpenAI-compatible server or Ollama.
+    Remote {
+        kind: crate::engine::RemoteKind,
+        url: String,
+        /// The model name the backend knows (default: this model's id).
+        remote_model: Option<String>,
+        /// The environment variable holding the backend's API key.
+        api_key_env: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -220,6 +229,9 @@ struct RawModel {
     min_replicas: Option<u32>,
     max_replicas: Option<u32>,
     fallback: Option<String>,
+    /// Remote sources: the model name the backend knows, and the env var of its API key.
+    remote_model: Option<String>,
+    api_key_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,9 +284,27 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
         Ok(ModelSource::Synthetic {
             tokens_per_second: tps,
         })
+    } else if let Some(url) = s
+        .strip_prefix("openai:")
+        .or_else(|| s.strip_prefix("ollama:"))
+    {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("remote source `{s}` needs an http(s) URL"));
+        }
+        let kind = if s.starts_with("openai:") {
+            crate::engine::RemoteKind::OpenAi
+        } else {
+            crate::engine::RemoteKind::Ollama
+        };
+        Ok(ModelSource::Remote {
+            kind,
+            url: url.to_string(),
+            remote_model: None,
+            api_key_env: None,
+        })
     } else {
         Err(format!(
-            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, synthetic:RATE"
+            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, synthetic:RATE, openai:URL, ollama:URL"
         ))
     }
 }
@@ -457,6 +487,8 @@ impl Config {
                 min_replicas: None,
                 max_replicas: None,
                 fallback: None,
+                remote_model: None,
+                api_key_env: None,
             }]
         } else {
             raw.models
@@ -481,7 +513,16 @@ impl Config {
                 ));
             }
             match parse_source(&m.source) {
-                Ok(source) => {
+                Ok(mut source) => {
+                    if let ModelSource::Remote {
+                        remote_model,
+                        api_key_env,
+                        ..
+                    } = &mut source
+                    {
+                        *remote_model = m.remote_model.clone();
+                        *api_key_env = m.api_key_env.clone();
+                    }
                     if m.default == Some(true) {
                         if default_model.is_some() {
                             errors.push("more than one model has default = true".into());

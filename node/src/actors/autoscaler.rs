@@ -32,7 +32,7 @@ pub fn estimate_bytes(config: &Config, model: &ModelId) -> u64 {
                     .ok()
                     .map(|md| md.len())
             }
-            ModelSource::Synthetic { .. } => Some(0),
+            ModelSource::Synthetic { .. } | ModelSource::Remote { .. } => Some(0),
         })
         .unwrap_or(0);
     file_bytes + file_bytes / 2 + 64 * 1024 * 1024

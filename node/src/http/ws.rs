@@ -96,7 +96,10 @@ async fn models_value(state: &AppState) -> Value {
         .iter()
         .map(|m| {
             json!({"id": m.id, "loaded": status.models_loaded.contains(&m.id),
-                   "kind": match m.source { crate::config::ModelSource::Synthetic { .. } => "synthetic", _ => "gguf" }})
+                   "kind": match m.source {
+                       crate::config::ModelSource::Synthetic { .. } => "synthetic",
+                       crate::config::ModelSource::Remote { .. } => "remote",
+                       _ => "gguf" }})
         })
         .collect();
     Value::Array(models)

@@ -163,8 +163,8 @@ impl AskWorkflow {
                         .build(),
                 )
                 .await;
-            let node = match plan {
-                Ok(p) => p.node,
+            let (node, model) = match plan {
+                Ok(p) => (p.node, p.model),
                 Err(e) => {
                     let why = e.to_string();
                     return Err(match classify(e, &resume, &input.origin) {
@@ -187,7 +187,7 @@ impl AskWorkflow {
                     NodeActivities::generate,
                     GenerateInput {
                         request_id: input.request_id.clone(),
-                        model: input.model.clone(),
+                        model: model.clone(),
                         messages: input.messages.clone(),
                         params: input.params.clone(),
                         origin: input.origin.clone(),
