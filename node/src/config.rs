@@ -48,6 +48,12 @@ pub enum ModelSource {
     Path(PathBuf),
     /// A synthetic engine of fixed token rate, for orchestration tests and benchmarks only.
     Synthetic { tokens_per_second: f64 },
+    /// A GGUF file of a Hugging Face repository, fetched with hf-hub into its cache on first load.
+    HuggingFace {
+        owner: String,
+        name: String,
+        file: String,
+    },
     /// A remote backend: an OpenAI-compatible server or Ollama.
     Remote {
         kind: crate::engine::RemoteKind,
@@ -304,7 +310,7 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
         })
     } else {
         Err(format!(
-            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, synthetic:RATE, openai:URL, ollama:URL"
+            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, hf:OWNER/REPO/FILE, synthetic:RATE, openai:URL, ollama:URL"
         ))
     }
 }
@@ -788,6 +794,16 @@ max_tokens = 0
             Ok(ModelSource::Synthetic { .. })
         ));
         assert!(parse_source("synthetic:-1").is_err());
+        assert!(matches!(
+            parse_source("hf:org/repo/dir/m.gguf"),
+            Ok(ModelSource::HuggingFace { file, .. }) if file == "dir/m.gguf"
+        ));
+        assert!(parse_source("hf:org/repo").is_err());
+        assert!(matches!(
+            parse_source("openai:http://h:1/v1"),
+            Ok(ModelSource::Remote { .. })
+        ));
+        assert!(parse_source("ollama:h:1").is_err());
         assert!(parse_source("package:foo").is_err());
     }
 }

@@ -33,6 +33,8 @@ pub fn estimate_bytes(config: &Config, model: &ModelId) -> u64 {
                     .map(|md| md.len())
             }
             ModelSource::Synthetic { .. } | ModelSource::Remote { .. } => Some(0),
+            // Not known before the download; the loaded replica reports its real size.
+            ModelSource::HuggingFace { .. } => Some(0),
         })
         .unwrap_or(0);
     file_bytes + file_bytes / 2 + 64 * 1024 * 1024

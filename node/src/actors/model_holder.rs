@@ -192,6 +192,9 @@ pub fn open_engine(
             },
         )?)),
         ModelSource::Path(p) => Ok(Arc::new(candle(p)?)),
+        ModelSource::HuggingFace { owner, name, file } => {
+            Ok(Arc::new(candle(&fetch_from_hub(owner, name, file, None)?)?))
+        }
         ModelSource::Remote {
             kind,
             url,
@@ -219,6 +222,46 @@ pub fn open_engine(
             Ok(Arc::new(candle(&path)?))
         }
     }
+}
+
+/// A file of a Hugging Face repository: from hf-hub's cache (`HF_HOME` / `HF_HUB_CACHE`), or
+/// downloaded into it. Blocking: runs on the loader's blocking thread.
+fn fetch_from_hub(
+    owner: &str,
+    name: &str,
+    file: &str,
+    cache: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, EngineError> {
+    let fail =
+        |e: &dyn std::fmt::Display| EngineError::Load(format!("hf:{owner}/{name}/{file}: {e}"));
+    let mut builder = hf_hub::HFClient::builder().retry_max_attempts(2);
+    if let Some(dir) = cache {
+        builder = builder.cache_dir(dir);
+    }
+    let client = builder.build().map_err(|e| fail(&e))?;
+    let repo = client.model(owner, name);
+    let fetch = async {
+        match repo
+            .download_file()
+            .filename(file)
+            .local_files_only(true)
+            .send()
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                tracing::info!(repo = %format!("{owner}/{name}"), file, "not in the hub cache; downloading");
+                repo.download_file().filename(file).send().await
+            }
+        }
+    };
+    tokio::runtime::Handle::current()
+        .block_on(fetch)
+        .map_err(|e| {
+            fail(&format!(
+                "not in the local cache, and the download failed ({e})"
+            ))
+        })
 }
 
 impl Actor for ModelHolder {
@@ -355,6 +398,30 @@ mod tests {
             told: None,
         };
         (w, rx)
+    }
+
+    #[test]
+    fn a_hub_file_in_the_cache_is_used_without_the_network() {
+        let cache = tempfile::tempdir().unwrap();
+        let repo = cache.path().join("models--org--repo");
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(
+            repo.join("refs/main"),
+            "0123456789abcdef0123456789abcdef01234567",
+        )
+        .unwrap();
+        let snap = repo.join("snapshots/0123456789abcdef0123456789abcdef01234567");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("m.gguf"), b"GGUF").unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = cache.path().to_path_buf();
+        let got = rt
+            .block_on(
+                rt.spawn_blocking(move || fetch_from_hub("org", "repo", "m.gguf", Some(&dir))),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read(got).unwrap(), b"GGUF");
     }
 
     #[test]
