@@ -1,6 +1,13 @@
-//! The HTTP surface of a node: the web UI, `/ws`, health, readiness and metrics.
+//! The HTTP surface of a node: the web UI, `/ws`, the OpenAI- and Ollama-compatible APIs, the
+//! REST workflow API, health, readiness and metrics.
 
+pub mod auth;
 pub mod error;
+pub mod follow;
+pub mod observe;
+pub mod ollama;
+pub mod openai;
+pub mod rest;
 mod web;
 pub mod ws;
 
@@ -29,6 +36,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tasks that follow asks to their end; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// API keys and per-user limits.
+    pub auth: Arc<auth::Auth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -40,7 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(openai::routes())
+        .merge(ollama::routes())
+        .merge(rest::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 
