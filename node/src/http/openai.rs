@@ -397,10 +397,14 @@ async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => "invalid_type",
+            _ => "invalid_json",
+        };
         OpenAiError::invalid(
             format!("the request body is not a valid chat completion request: {e}"),
             None,
-            "invalid_json",
+            code,
         )
     })?;
     let (ask, stream, include_usage) = to_ask(req)?;

@@ -74,6 +74,11 @@ impl Sandbox {
 
     /// Starts a node process with `config` (TOML) and waits until it is ready.
     pub async fn node(&self, id: &str, config: &str) -> Node {
+        self.node_with_env(id, config, &[]).await
+    }
+
+    /// As `node`, with extra environment variables (API keys, ...).
+    pub async fn node_with_env(&self, id: &str, config: &str, env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let cfg_path = self.dir.path().join(format!("{id}.toml"));
         std::fs::write(&cfg_path, config).expect("write config");
@@ -89,6 +94,7 @@ impl Sandbox {
             .arg(self.dir.path().join(id))
             .env("ORRERY_HOME", home())
             .env("ORRERY_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

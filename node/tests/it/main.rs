@@ -1,8 +1,16 @@
 //! Integration tests, in one binary: each test starts a real Temporal dev server (free port, temp
 //! SQLite file) and real `orrery` node processes, and asks real questions of the real model.
 
+mod auth;
 mod browser;
 mod cli;
+mod compose;
 mod harness;
+mod metrics;
+mod ollama;
+mod openai;
+mod python_clients;
+mod pytools;
+mod rest;
 mod supervision;
 mod websocket;
