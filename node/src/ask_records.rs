@@ -253,6 +253,13 @@ pub async fn status(asks: &AskService, id: &RequestId, d: &Described) -> AskStat
         workflow_id: id.clone(),
         workflow_url: asks.workflow_url(id),
     };
+    if status == WorkflowExecutionStatus::Completed {
+        // A closed workflow's result is read from its history, without waiting.
+        if let crate::asks::AskEnd::Done(o) = asks.outcome(id).await {
+            s.node = Some(o.node);
+            s.attempt = Some(o.attempts);
+        }
+    }
     if status != WorkflowExecutionStatus::Running {
         return s;
     }

@@ -59,6 +59,7 @@ async fn rest_lifecycle_start_status_result_history_cancel() {
     let (_, st) = get_json(&http, &format!("{base}/{id}")).await;
     assert_eq!(st["status"], "completed");
     assert_eq!(st["stage"], "done");
+    assert_eq!(st["node"], "r1");
     assert!(st["closed_at"].is_string(), "{st}");
 
     // A long answer: it is seen generating, then cancelled.
