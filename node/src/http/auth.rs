@@ -181,12 +181,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// An admitted ask: the caller and the permit that holds their place until the ask ends.
-pub struct Admitted {
-    pub caller: Caller,
-    pub permit: Permit,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

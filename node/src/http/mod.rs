@@ -7,6 +7,7 @@ pub mod follow;
 pub mod observe;
 pub mod ollama;
 pub mod openai;
+pub mod openai_error;
 pub mod rest;
 mod web;
 pub mod ws;
