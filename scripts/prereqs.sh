@@ -51,3 +51,19 @@ pip_package() {
   [ -d "$tmp" ] || die "could not install $pkg from PyPI: is the package registry reachable? (python3 -m pip install $pkg==$version)"
   mv "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 }
+
+# pip_package_deps DIR REQUIREMENT... : like pip_package, with dependencies, for the Python tools
+# the tests drive (the official openai and ollama clients, jsonschema): .orrery/py/<DIR>.
+pip_package_deps() {
+  local name="$1" dir=".orrery/py/$1"
+  shift
+  [ -d "$dir" ] && return 0
+  mkdir -p .orrery/py
+  local tmp=".orrery/py/.tmp-$name-$$"
+  rm -rf "$tmp"
+  echo "orrery: installing $* from PyPI into $dir (first run only)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --no-input --target "$tmp" "$@" 2>&1 |
+    grep -v "Running pip as the 'root' user" >&2 || true
+  [ -d "$tmp" ] || die "could not install $* from PyPI: is the package registry reachable?"
+  mv "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+}

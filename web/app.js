@@ -90,9 +90,23 @@ const state = {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
+// A node with API keys needs one: open the page as /?api_key=KEY once; it is kept in this
+// browser's local storage (a WebSocket cannot carry an Authorization header from a page).
+function apiKey() {
+  const fromUrl = new URLSearchParams(location.search).get('api_key');
+  try {
+    if (fromUrl) localStorage.setItem('orrery.api_key', fromUrl);
+    return fromUrl || localStorage.getItem('orrery.api_key');
+  } catch (_) {
+    return fromUrl;
+  }
+}
+
 function wsUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws`;
+  const key = apiKey();
+  const query = key ? `?api_key=${encodeURIComponent(key)}` : '';
+  return `${scheme}//${location.host}/ws${query}`;
 }
 
 function setConn(kind, text) {

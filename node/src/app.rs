@@ -4,9 +4,11 @@ use crate::actors::broadcaster::Followers;
 use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs};
 use crate::actors::worker_host::{WorkerHostArgs, WorkerHostMsg};
+use crate::ask_records::{UserSearch, ensure_user_attribute};
 use crate::asks::AskService;
 use crate::cluster::membership::MembershipMsg;
 use crate::config::Config;
+use crate::http::auth::Auth;
 use crate::http::{AppState, router};
 use crate::ids::actor_names;
 use crate::temporal::{self, EmbeddedTemporal};
@@ -57,14 +59,17 @@ async fn stop_signal() {
 /// the dev server first and stops it last.
 pub async fn run(config: Config) -> Result<(), BoxError> {
     let config = Arc::new(config);
+    // Keys first: a node that must not start should say so before anything else happens.
+    let auth = Arc::new(Auth::load(&config)?);
     let metrics = install_metrics();
+    crate::http::observe::describe_metrics();
     let embedded: Option<EmbeddedTemporal> =
         temporal::start_embedded_if_configured(&config).await?;
     let ui = embedded
         .as_ref()
         .map(|e| e.ui_url.clone())
         .unwrap_or_else(|| config.temporal_ui_url());
-    let result = run_node(config.clone(), metrics, ui, embedded.is_some()).await;
+    let result = run_node(config.clone(), metrics, ui, embedded.is_some(), auth).await;
     if let Some(server) = embedded {
         tracing::info!("stopping the embedded temporal server");
         server.stop().await;
@@ -77,11 +82,20 @@ async fn run_node(
     metrics: Option<PrometheusHandle>,
     temporal_ui: Option<String>,
     embedded: bool,
+    auth: Arc<Auth>,
 ) -> Result<(), BoxError> {
     let node = config.node_id.clone();
     let client =
         temporal::connect(&config, &format!("orrery/{node}"), Duration::from_secs(60)).await?;
     tracing::info!(node.id = %node, temporal = %config.temporal_address(), "connected to temporal");
+    let user_search = UserSearch::default();
+    match ensure_user_attribute(&client, &config.temporal.namespace).await {
+        Ok(()) => user_search.set(true),
+        Err(e) => tracing::warn!(error = %e,
+            "no OrreryUser search attribute: ask history is filtered from workflow memos instead"),
+    }
+    let auth_line = auth.describe();
+    tracing::info!(auth = %auth_line, "api keys");
     let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(
         Default::default(),
     )?);
@@ -135,12 +149,14 @@ async fn run_node(
             client,
             temporal_ui: temporal_ui.clone(),
             followers,
+            user_search,
         },
         metrics,
         ready: ready.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         cluster: cluster_rx,
+        auth,
     };
     let listener = tokio::net::TcpListener::bind(config.http).await?;
     let http_addr = listener.local_addr()?;
@@ -178,6 +194,7 @@ async fn run_node(
     println!("orrery node {node} ready");
     println!("  web UI:       http://{host}/");
     println!("  temporal:     {}", config.temporal_address());
+    println!("  api keys:     {auth_line}");
     if let Some(ui) = &temporal_ui {
         println!("  temporal UI:  {ui}");
     }

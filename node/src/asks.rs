@@ -41,6 +41,8 @@ pub struct AskService {
     pub temporal_ui: Option<String>,
     /// The sessions of this node that follow asks.
     pub followers: Followers,
+    /// Whether asks carry the user as a search attribute (history is then filtered by Temporal).
+    pub user_search: crate::ask_records::UserSearch,
 }
 
 impl AskService {
@@ -120,7 +122,12 @@ impl AskService {
         let id = input.request_id.to_string();
         let opts = WorkflowStartOptions::new(CLUSTER_TASK_QUEUE, id.clone())
             .static_summary(summary(&input))
+            .memo(crate::ask_records::memo(&input))
+            .maybe_search_attributes(self.user_search.attributes(&input.user))
+            .priority(crate::ask_records::temporal_priority(&input.priority))
             .build();
+        tracing::info!(request.id = %id, workflow.id = %id, user = %input.user,
+                       model.id = %input.model, priority = ?input.priority, "starting ask");
         metrics::gauge!("orrery_asks_in_flight").increment(1.0);
         match self
             .client
@@ -139,13 +146,35 @@ impl AskService {
         }
     }
 
-    /// Waits for the ask's end, from its workflow's durable result.
+    /// Waits for the ask's end, from its workflow's durable result, and counts it. Called once per
+    /// ask started on this node (it settles `orrery_asks_in_flight`).
     pub async fn wait(&self, id: &RequestId) -> AskEnd {
         let started = Instant::now();
+        let end = self.outcome(id).await;
+        let outcome = match &end {
+            AskEnd::Done(_) => "done",
+            AskEnd::Failed { .. } => "failed",
+            AskEnd::Cancelled => "cancelled",
+        };
+        let elapsed = started.elapsed();
+        if let AskEnd::Done(o) = &end {
+            // Time before generation began: planning and waiting for a sequence slot.
+            let queued = elapsed.saturating_sub(std::time::Duration::from_millis(o.total_ms));
+            metrics::histogram!("orrery_queue_wait_seconds").record(queued.as_secs_f64());
+        }
+        metrics::gauge!("orrery_asks_in_flight").decrement(1.0);
+        metrics::counter!("orrery_requests_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("orrery_request_seconds", "outcome" => outcome)
+            .record(elapsed.as_secs_f64());
+        end
+    }
+
+    /// The ask's end from its workflow's durable result (waits while it runs); no side effects.
+    pub async fn outcome(&self, id: &RequestId) -> AskEnd {
         let handle = self
             .client
             .get_workflow_handle::<AskWorkflow>(id.to_string());
-        let end = match handle.get_result(WorkflowGetResultOptions::default()).await {
+        match handle.get_result(WorkflowGetResultOptions::default()).await {
             Ok(outcome) => AskEnd::Done(outcome),
             Err(WorkflowGetResultError::Cancelled { .. }) => AskEnd::Cancelled,
             Err(WorkflowGetResultError::Failed(e)) => {
@@ -156,17 +185,7 @@ impl AskService {
                 code: "internal".into(),
                 message: e.to_string(),
             },
-        };
-        let outcome = match &end {
-            AskEnd::Done(_) => "done",
-            AskEnd::Failed { .. } => "failed",
-            AskEnd::Cancelled => "cancelled",
-        };
-        metrics::gauge!("orrery_asks_in_flight").decrement(1.0);
-        metrics::counter!("orrery_requests_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("orrery_request_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        end
+        }
     }
 
     /// Cancels an ask: durably through Temporal, and at once on every node's engines so the

@@ -28,6 +28,8 @@ pub struct AskArgs {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub seed: Option<u64>,
+    /// Sent as `Authorization: Bearer …` when the node needs a key.
+    pub api_key: Option<String>,
     pub prompt: String,
 }
 
@@ -52,8 +54,21 @@ pub fn ws_url(url: &str) -> String {
 
 /// Streams the answer to `out` as it arrives; returns the final `done` frame.
 pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = ws_url(&args.url);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+    let mut request =
+        url.as_str()
+            .into_client_request()
+            .map_err(|source| ClientError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+    if let Some(key) = &args.api_key
+        && let Ok(v) = format!("Bearer {key}").parse()
+    {
+        request.headers_mut().insert("authorization", v);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .map_err(|source| ClientError::Connect {
             url: url.clone(),

@@ -3,6 +3,7 @@
 
 use crate::engine::Precision;
 use crate::ids::{ModelId, NodeId};
+use crate::users::{Tier, TierLimits};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -156,6 +157,19 @@ pub struct Config {
     /// Memory this node gives to models (default: three quarters of its RAM).
     pub memory_budget_bytes: Option<u64>,
     pub autoscaling: AutoscalingConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may use the node: API keys and per-tier quotas (see `crate::users`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    /// A TOML file of `[[keys]]` with sha256 hashes (`[auth] keys_file`, `ORRERY_API_KEYS_FILE`).
+    pub keys_file: Option<PathBuf>,
+    /// `KEY:USER[:TIER]` entries, comma-separated (`ORRERY_API_KEYS`); hashed at load.
+    pub env_keys: Option<Secret>,
+    /// Serve callers without a key even on a non-loopback address.
+    pub allow_anonymous: bool,
+    pub tiers: TierLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +187,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     autoscaling: RawAutoscaling,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +197,22 @@ struct RawAutoscaling {
     enabled: Option<bool>,
     tick_secs: Option<u64>,
     policy: Option<crate::policy::Policy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    keys_file: Option<String>,
+    allow_anonymous: Option<bool>,
+    #[serde(default)]
+    tiers: HashMap<String, RawTierLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTierLimit {
+    max_concurrent: Option<u32>,
+    requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +344,46 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
         Err(format!(
             "model source `{s}` is not one of package:NAME[/FILE], path:FILE, hf:OWNER/REPO/FILE, synthetic:RATE, openai:URL, ollama:URL"
         ))
+    }
+}
+
+fn resolve_auth(
+    raw: RawAuth,
+    env_get: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> AuthConfig {
+    let mut tiers = TierLimits::default();
+    for (name, t) in raw.tiers {
+        let Ok(tier) = name.parse::<Tier>() else {
+            errors.push(format!(
+                "auth.tiers.{name}: unknown tier; use free, premium or enterprise"
+            ));
+            continue;
+        };
+        let limit = tiers.get_mut(tier);
+        if let Some(n) = t.max_concurrent {
+            limit.max_concurrent = n;
+        }
+        if let Some(n) = t.requests_per_minute {
+            limit.requests_per_minute = n;
+        }
+        if limit.max_concurrent == 0 || limit.requests_per_minute == 0 {
+            errors.push(format!(
+                "auth.tiers.{name}: max_concurrent and requests_per_minute must be positive"
+            ));
+        }
+    }
+    let allow_anonymous = match env_get("ORRERY_ALLOW_ANONYMOUS") {
+        Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+        None => raw.allow_anonymous.unwrap_or(false),
+    };
+    AuthConfig {
+        keys_file: env_get("ORRERY_API_KEYS_FILE")
+            .or(raw.keys_file)
+            .map(PathBuf::from),
+        env_keys: env_get("ORRERY_API_KEYS").map(Secret::new),
+        allow_anonymous,
+        tiers,
     }
 }
 
@@ -573,6 +645,8 @@ impl Config {
             errors.push("limits.max_prompt_chars must be positive".into());
         }
 
+        let auth = resolve_auth(raw.auth, &env_get, &mut errors);
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -621,6 +695,7 @@ impl Config {
             models,
             default_model,
             limits,
+            auth,
         })
     }
 
@@ -781,6 +856,47 @@ max_tokens = 0
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn auth_settings_come_from_file_and_env() {
+        let file =
+            "[auth]\nkeys_file = \"/etc/keys.toml\"\n[auth.tiers.free]\nrequests_per_minute = 5\n";
+        // (environment, wanted keys file, wanted allow_anonymous, wanted env keys present)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, bool, bool);
+        let table: &[Case] = &[
+            (&[], "/etc/keys.toml", false, false),
+            (
+                &[
+                    ("ORRERY_API_KEYS_FILE", "/k.toml"),
+                    ("ORRERY_ALLOW_ANONYMOUS", "true"),
+                ],
+                "/k.toml",
+                true,
+                false,
+            ),
+            (
+                &[("ORRERY_API_KEYS", "sk-0123456789abcdef:alice")],
+                "/etc/keys.toml",
+                false,
+                true,
+            ),
+        ];
+        for (e, file_path, anon, env_keys) in table {
+            let c = Config::resolve(Some(file), &env(e), &Overrides::default()).unwrap();
+            assert_eq!(c.auth.keys_file, Some(PathBuf::from(file_path)));
+            assert_eq!(c.auth.allow_anonymous, *anon);
+            assert_eq!(c.auth.env_keys.is_some(), *env_keys);
+            assert_eq!(c.auth.tiers.get(Tier::Free).requests_per_minute, 5);
+            assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        }
+        let err = Config::resolve(
+            Some("[auth.tiers.gold]\nmax_concurrent = 1\n[auth.tiers.free]\nmax_concurrent = 0\n"),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub const CLUSTER_TASK_QUEUE: &str = "orrery";
 /// Every ask's workflow id starts with this; the rest is random.
 pub const ASK_WORKFLOW_PREFIX: &str = "ask-";
 
+/// The keyword search attribute that records an ask's user, so history is filtered by Temporal.
+pub const USER_SEARCH_ATTRIBUTE: &str = "OrreryUser";
+
 /// The task queue of activities that must run on one node (generate, load, unload).
 pub fn node_task_queue(node: &NodeId) -> String {
     format!("orrery.node.{node}")

@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod actors;
 pub mod app;
+pub mod ask_records;
 pub mod asks;
 pub mod client;
 pub mod cluster;
@@ -16,4 +17,5 @@ pub mod placement;
 pub mod policy;
 pub mod setup;
 pub mod temporal;
+pub mod users;
 pub mod workflows;

@@ -67,7 +67,19 @@ enum Command {
         temperature: f64,
         #[arg(long)]
         seed: Option<u64>,
+        /// API key, when the node needs one.
+        #[arg(long, env = "ORRERY_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
         prompt: Vec<String>,
+    },
+    /// Make an API key: prints the key (hand it to the user) and the entry for the keys file,
+    /// which holds only its sha256.
+    Keygen {
+        #[arg(long)]
+        user: String,
+        /// free | premium | enterprise
+        #[arg(long, default_value = "free")]
+        tier: String,
     },
     /// Show the cluster: nodes, their state, models and load.
     Status {
@@ -169,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_tokens,
             temperature,
             seed,
+            api_key,
             prompt,
         } => {
             let prompt = prompt.join(" ");
@@ -181,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_tokens,
                 temperature: Some(temperature),
                 seed,
+                api_key,
                 prompt,
             };
             let mut stdout = std::io::stdout();
@@ -226,6 +240,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 orrery::client::admin_post(&url, &format!("/admin/nodes/{node}/{verb}"), &token)
                     .await?;
             println!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { user, tier } => {
+            let user = orrery::users::UserId::parse(&user).ok_or_else(|| {
+                anyhow::anyhow!("user names are 1-64 letters, digits, '-', '_', '.' or '@'")
+            })?;
+            let tier: orrery::users::Tier = tier.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let (key, entry) = orrery::users::keys::generate(&user, tier);
+            eprintln!("the key (shown once; give it to {user}):");
+            println!("{key}");
+            eprintln!("\nadd to the keys file ([auth] keys_file in cluster.toml):\n\n{entry}");
             Ok(ExitCode::SUCCESS)
         }
     }

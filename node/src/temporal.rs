@@ -149,6 +149,8 @@ pub async fn connect(
     let url = Url::parse(&format!("{scheme}://{address}"))
         .map_err(|_| TemporalError::BadAddress(address.clone()))?;
     let tls = match &t.tls {
+        // An API key (Temporal Cloud) needs TLS too: server verified with the system's roots.
+        None if t.api_key.is_some() => Some(TlsOptions::builder().build()),
         None => None,
         Some(tls) => {
             let read = |p: &Path| {

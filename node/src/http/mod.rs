@@ -1,7 +1,15 @@
-//! The HTTP surface of a node: the web UI, `/ws`, health, readiness and metrics.
+//! The HTTP surface of a node: the web UI, `/ws`, the OpenAI- and Ollama-compatible APIs, the
+//! REST workflow API, health, readiness and metrics.
 
 mod admin;
+pub mod auth;
 pub mod error;
+pub mod follow;
+pub mod observe;
+pub mod ollama;
+pub mod openai;
+pub mod openai_error;
+pub mod rest;
 mod web;
 pub mod ws;
 
@@ -32,6 +40,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// The cluster view, refreshed every second.
     pub cluster: tokio::sync::watch::Receiver<Vec<crate::cluster::NodeRow>>,
+    /// API keys and per-user limits.
+    pub auth: Arc<auth::Auth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,7 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/nodes/{node}/undrain", post(admin::undrain))
         .route("/admin/autoscaling/pause", post(admin::pause))
         .route("/admin/autoscaling/resume", post(admin::resume))
+        .merge(openai::routes())
+        .merge(ollama::routes())
+        .merge(rest::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

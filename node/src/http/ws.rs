@@ -7,6 +7,7 @@ use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams};
 use crate::ids::RequestId;
 use crate::live::{self, LiveEvent, LiveStage};
+use crate::users::Caller;
 use crate::workflows::ask::Priority;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -20,9 +21,15 @@ use tokio::sync::mpsc;
 /// Asks one socket may have in flight at once.
 const MAX_IN_FLIGHT_PER_SOCKET: usize = 16;
 
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Authenticates before upgrading (`Authorization: Bearer …` or `?api_key=`): a refused socket
+/// never opens.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| session(socket, state))
+        .on_upgrade(move |socket| session(socket, state, caller))
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +47,9 @@ struct AskFrame {
     stop: Option<Vec<String>>,
     priority: Option<Priority>,
     client_id: Option<String>,
-    user: Option<String>,
+    /// Accepted from older clients and ignored: the API key decides the user.
+    #[serde(rename = "user")]
+    _user: Option<String>,
 }
 
 fn error_frame(e: &ApiError, client_id: Option<&str>, request_id: Option<&str>) -> Value {
@@ -146,7 +155,7 @@ fn parse_ask(v: Value) -> Result<(AskRequest, Option<String>), (ApiError, Option
     };
     Ok((
         AskRequest {
-            user: f.user.unwrap_or_else(|| "anonymous".into()),
+            user: String::new(),
             model: f.model,
             messages,
             params,
@@ -156,7 +165,7 @@ fn parse_ask(v: Value) -> Result<(AskRequest, Option<String>), (ApiError, Option
     ))
 }
 
-async fn session(socket: WebSocket, state: AppState) {
+async fn session(socket: WebSocket, state: AppState, caller: Caller) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<(RequestId, LiveEvent)>();
@@ -196,7 +205,7 @@ async fn session(socket: WebSocket, state: AppState) {
                     }
                     Some(Ok(_)) => continue,
                 };
-                handle_frame(&state, &text, &out_tx, &live_tx, &ended_tx, &mut mine).await;
+                handle_frame(&state, &caller, &text, &out_tx, &live_tx, &ended_tx, &mut mine).await;
                 continue;
             }
         };
@@ -218,6 +227,7 @@ async fn session(socket: WebSocket, state: AppState) {
 
 async fn handle_frame(
     state: &AppState,
+    caller: &Caller,
     text: &str,
     out: &mpsc::UnboundedSender<Value>,
     live_tx: &mpsc::UnboundedSender<(RequestId, LiveEvent)>,
@@ -272,7 +282,7 @@ async fn handle_frame(
             }
         }
         Some("ask") => {
-            let (req, client_id) = match parse_ask(v) {
+            let (mut req, client_id) = match parse_ask(v) {
                 Ok(x) => x,
                 Err((e, cid)) => {
                     let _ = out.send(error_frame(&e, cid.as_deref(), None));
@@ -290,8 +300,18 @@ async fn handle_frame(
                 ));
                 return;
             }
+            // The key decides who asks and how urgently; a frame may only lower its priority.
+            req.user = caller.user.to_string();
+            req.priority = Some(caller.tier.cap(req.priority.take()));
             let input = match state.asks.validate(req) {
                 Ok(i) => i,
+                Err(e) => {
+                    let _ = out.send(error_frame(&e, client_id.as_deref(), None));
+                    return;
+                }
+            };
+            let permit = match state.auth.admit(caller) {
+                Ok(p) => p,
                 Err(e) => {
                     let _ = out.send(error_frame(&e, client_id.as_deref(), None));
                     return;
@@ -314,6 +334,7 @@ async fn handle_frame(
             let (asks, out, ended) = (state.asks.clone(), out.clone(), ended_tx.clone());
             let accepted_at = std::time::Instant::now();
             state.tasks.spawn(async move {
+                let _permit = permit;
                 let end = asks.wait(&id).await;
                 let elapsed_ms = accepted_at.elapsed().as_millis() as u64;
                 // The Broadcaster answers after forwarding every chunk published before: the

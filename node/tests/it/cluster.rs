@@ -285,8 +285,16 @@ async fn drain_lets_in_flight_answers_finish_then_takes_no_work() {
 async fn waiting_asks_see_their_queue_position_in_priority_order() {
     let sb = Sandbox::start().await;
     // One slot, so every other ask waits.
-    let node = sb.node("q1", &synthetic(true, 1, 20)).await;
-    let (mut c, _) = Client::connect(&node).await;
+    // An enterprise key may ask for any priority (a tier caps what its asks may request).
+    let node = sb
+        .node_with_env(
+            "q1",
+            &synthetic(true, 1, 20),
+            &[("ORRERY_API_KEYS", "k-ent-0123456789:ops:enterprise")],
+        )
+        .await;
+    let (mut c, _) =
+        Client::connect_url(&format!("{}?api_key=k-ent-0123456789", node.ws_url())).await;
     let asks = [
         ("a", "normal"),
         ("b", "normal"),

@@ -93,6 +93,18 @@ impl Sandbox {
         self.node_with(id, config, NodeOpts::default()).await
     }
 
+    /// As `node`, with extra environment variables (API keys, ...).
+    pub async fn node_with_env(&self, id: &str, config: &str, env: &[(&str, &str)]) -> Node {
+        let opts = NodeOpts {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..NodeOpts::default()
+        };
+        self.node_with(id, config, opts).await
+    }
+
     /// Starts a node process with `config` (TOML) and `opts` and waits until it is ready.
     pub async fn node_with(&self, id: &str, config: &str, opts: NodeOpts) -> Node {
         let ip = if opts.ip.is_empty() {
@@ -237,7 +249,12 @@ pub struct Client {
 impl Client {
     /// Connects and reads the `hello` frame.
     pub async fn connect(node: &Node) -> (Client, Value) {
-        let (ws, _) = tokio_tungstenite::connect_async(node.ws_url())
+        Self::connect_url(&node.ws_url()).await
+    }
+
+    /// Connects to a WebSocket URL (e.g. with `?api_key=`) and reads the `hello` frame.
+    pub async fn connect_url(url: &str) -> (Client, Value) {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
         let mut c = Client { ws };

@@ -1,10 +1,18 @@
 //! Integration tests, in one binary: each test starts a real Temporal dev server (free port, temp
 //! SQLite file) and real `orrery` node processes, and asks real questions of the real model.
 
+mod auth;
 mod browser;
 mod cli;
 mod cluster;
+mod compose;
 mod harness;
+mod metrics;
+mod ollama;
+mod openai;
+mod python_clients;
+mod pytools;
+mod rest;
 mod scaling;
 mod supervision;
 mod websocket;

@@ -1,0 +1,389 @@
+//! Asks as Temporal records them, for the REST API: who owns an ask (its memo), where it stands
+//! (describe + the `stage` query + the generate activity's heartbeat), and a user's history
+//! (visibility, filtered by the `OrreryUser` search attribute where the namespace has it).
+
+use crate::activities::Progress;
+use crate::asks::AskService;
+use crate::http::error::ApiError;
+use crate::ids::{ASK_WORKFLOW_PREFIX, NodeId, RequestId, USER_SEARCH_ATTRIBUTE};
+use crate::workflows::ask::{AskInput, AskStage, AskWorkflow, Priority};
+use futures::StreamExt;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+use temporalio_client::{
+    Client, WorkflowCountOptions, WorkflowDescribeOptions, WorkflowExecutionStatus,
+    WorkflowListOptions, WorkflowQueryOptions, tonic,
+};
+use temporalio_common::protos::temporal::api::enums::v1::{IndexedValueType, PendingActivityState};
+use temporalio_common::protos::temporal::api::operatorservice::v1::{
+    AddSearchAttributesRequest, ListSearchAttributesRequest,
+};
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
+use temporalio_common::{MemoValues, Priority as TemporalPriority};
+
+const USER_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(USER_SEARCH_ATTRIBUTE);
+
+/// Memo keys of an ask's workflow.
+pub const MEMO_USER: &str = "user";
+pub const MEMO_MODEL: &str = "model";
+
+/// Most asks one history page returns.
+pub const MAX_HISTORY: usize = 100;
+
+/// Whether this namespace has the `OrreryUser` search attribute (set once at start-up).
+#[derive(Clone, Debug, Default)]
+pub struct UserSearch(Arc<AtomicBool>);
+
+impl UserSearch {
+    pub fn enabled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    /// The search attributes an ask of `user` starts with.
+    pub fn attributes(&self, user: &str) -> Option<SearchAttributes> {
+        self.enabled()
+            .then(|| SearchAttributes::new([USER_KEY.value_set(user.to_string())]))
+    }
+}
+
+/// The memo an ask's workflow carries: its owner and model, readable from describe and list.
+pub fn memo(input: &AskInput) -> MemoValues {
+    let mut m = MemoValues::new();
+    m.insert(MEMO_USER, input.user.clone());
+    m.insert(MEMO_MODEL, input.model.to_string());
+    m
+}
+
+/// Temporal's task priority for an ask (1 is served first; 3 is the server's default).
+pub fn temporal_priority(p: &Priority) -> TemporalPriority {
+    let key = match p {
+        Priority::High => 1,
+        Priority::Normal => 3,
+        Priority::Low => 5,
+    };
+    TemporalPriority::builder().priority_key(key).build()
+}
+
+/// Registers the `OrreryUser` keyword search attribute if the namespace lacks it, and waits
+/// until the server lists it. Fails where the operator API is closed (Temporal Cloud: create it
+/// there with `tcld`), and history then falls back to filtering on the memo.
+pub async fn ensure_user_attribute(client: &Client, namespace: &str) -> Result<(), String> {
+    let mut ops = client.connection().operator_service();
+    if user_attribute_listed(ops.as_mut(), namespace).await? {
+        return Ok(());
+    }
+    let req = AddSearchAttributesRequest {
+        search_attributes: [(
+            USER_SEARCH_ATTRIBUTE.to_string(),
+            IndexedValueType::Keyword as i32,
+        )]
+        .into(),
+        namespace: namespace.to_string(),
+    };
+    if let Err(e) = ops.add_search_attributes(tonic::Request::new(req)).await
+        // Another node may have added it first.
+        && e.code() != tonic::Code::AlreadyExists
+    {
+        return Err(e.message().to_string());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if user_attribute_listed(ops.as_mut(), namespace).await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("the search attribute was added but never listed".into())
+}
+
+async fn user_attribute_listed(
+    ops: &mut dyn temporalio_client::grpc::OperatorService,
+    namespace: &str,
+) -> Result<bool, String> {
+    let req = ListSearchAttributesRequest {
+        namespace: namespace.to_string(),
+    };
+    ops.list_search_attributes(tonic::Request::new(req))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .custom_attributes
+                .contains_key(USER_SEARCH_ATTRIBUTE)
+        })
+        .map_err(|e| e.message().to_string())
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    prost_types::Timestamp::from(t).to_string()
+}
+
+/// Where an ask stands, as `GET /api/asks/{id}` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AskStatus {
+    pub id: RequestId,
+    pub user: String,
+    pub model: Option<String>,
+    /// The workflow's status: running, completed, failed, cancelled, terminated, timed_out.
+    pub status: &'static str,
+    /// planning, queued, generating, done, failed, cancelled.
+    pub stage: &'static str,
+    pub node: Option<NodeId>,
+    pub attempt: Option<u32>,
+    /// While waiting: running asks started before this one, cluster-wide (0 = next).
+    pub queue_position: Option<u64>,
+    /// While generating: the answer so far, from the generate activity's last heartbeat.
+    pub text_so_far: Option<String>,
+    pub created_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub workflow_id: RequestId,
+    pub workflow_url: Option<String>,
+}
+
+/// One line of a user's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct AskSummary {
+    pub id: String,
+    pub model: Option<String>,
+    pub status: &'static str,
+    pub created_at: Option<String>,
+    pub closed_at: Option<String>,
+}
+
+pub fn status_name(s: WorkflowExecutionStatus) -> &'static str {
+    match s {
+        WorkflowExecutionStatus::Running => "running",
+        WorkflowExecutionStatus::Completed => "completed",
+        WorkflowExecutionStatus::Failed => "failed",
+        WorkflowExecutionStatus::Canceled => "cancelled",
+        WorkflowExecutionStatus::Terminated => "terminated",
+        WorkflowExecutionStatus::TimedOut => "timed_out",
+        WorkflowExecutionStatus::ContinuedAsNew => "continued_as_new",
+        WorkflowExecutionStatus::Paused => "paused",
+        _ => "unknown",
+    }
+}
+
+/// An ask's workflow as described, with its owner: 404 for no such ask, 403 for another's.
+pub struct Described {
+    pub desc: temporalio_client::WorkflowExecutionDescription,
+    pub user: String,
+    pub model: Option<String>,
+}
+
+impl Described {
+    pub fn status(&self) -> WorkflowExecutionStatus {
+        self.desc.status()
+    }
+}
+
+/// Describes the ask `id` and checks that `user` owns it.
+pub async fn describe_owned(
+    asks: &AskService,
+    id: &RequestId,
+    user: &str,
+) -> Result<Described, ApiError> {
+    let not_found = || ApiError::new("unknown_request", format!("no ask {id}"));
+    if !id.as_str().starts_with(ASK_WORKFLOW_PREFIX) {
+        return Err(not_found());
+    }
+    let desc = asks
+        .client
+        .get_workflow_handle::<AskWorkflow>(id.to_string())
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| {
+            if e.to_string().to_lowercase().contains("not found") {
+                not_found()
+            } else {
+                ApiError::new(
+                    "unavailable",
+                    format!("Temporal did not describe {id}: {e}"),
+                )
+            }
+        })?;
+    if desc.workflow_type() != AskWorkflow::name() {
+        return Err(not_found());
+    }
+    let memo = desc.memo();
+    let owner = memo
+        .get::<String>(MEMO_USER)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| crate::users::UserId::ANONYMOUS.to_string());
+    if owner != user {
+        return Err(ApiError::new(
+            "forbidden",
+            format!("ask {id} belongs to another user"),
+        ));
+    }
+    let model = memo.get::<String>(MEMO_MODEL).ok().flatten();
+    Ok(Described {
+        desc,
+        user: owner,
+        model,
+    })
+}
+
+/// The live picture of a described ask.
+pub async fn status(asks: &AskService, id: &RequestId, d: &Described) -> AskStatus {
+    let status = d.status();
+    let mut s = AskStatus {
+        id: id.clone(),
+        user: d.user.clone(),
+        model: d.model.clone(),
+        status: status_name(status),
+        stage: match status {
+            WorkflowExecutionStatus::Completed => "done",
+            WorkflowExecutionStatus::Canceled => "cancelled",
+            WorkflowExecutionStatus::Running => "planning",
+            _ => "failed",
+        },
+        node: None,
+        attempt: None,
+        queue_position: None,
+        text_so_far: None,
+        created_at: d.desc.start_time().map(rfc3339),
+        closed_at: d.desc.close_time().map(rfc3339),
+        workflow_id: id.clone(),
+        workflow_url: asks.workflow_url(id),
+    };
+    if status == WorkflowExecutionStatus::Completed {
+        // A closed workflow's result is read from its history, without waiting.
+        if let crate::asks::AskEnd::Done(o) = asks.outcome(id).await {
+            s.node = Some(o.node);
+            s.attempt = Some(o.attempts);
+        }
+    }
+    if status != WorkflowExecutionStatus::Running {
+        return s;
+    }
+    let handle = asks
+        .client
+        .get_workflow_handle::<AskWorkflow>(id.to_string());
+    // A query needs a worker to answer; without one, describe alone has to do.
+    let stage = tokio::time::timeout(
+        Duration::from_secs(5),
+        handle.query(AskWorkflow::stage, (), WorkflowQueryOptions::default()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
+    if let Some(AskStage::Generating { node, attempt }) = stage {
+        s.stage = "generating";
+        s.node = Some(node);
+        s.attempt = Some(attempt);
+    }
+    let generate = d.desc.raw().pending_activities.iter().find(|a| {
+        a.activity_type
+            .as_ref()
+            .is_some_and(|t| t.name.ends_with("generate"))
+    });
+    if let Some(a) = generate {
+        if a.state == PendingActivityState::Scheduled as i32 {
+            s.stage = "queued";
+        }
+        s.text_so_far = a
+            .heartbeat_details
+            .as_ref()
+            .and_then(|p| p.payloads.first())
+            .and_then(|p| serde_json::from_slice::<Progress>(&p.data).ok())
+            .map(|p| p.text);
+    }
+    if matches!(s.stage, "planning" | "queued")
+        && let Some(start) = d.desc.start_time()
+    {
+        let q = format!(
+            "WorkflowType = '{}' AND ExecutionStatus = 'Running' AND StartTime < '{}'",
+            AskWorkflow::name(),
+            rfc3339(start)
+        );
+        s.queue_position = asks
+            .client
+            .count_workflows(q, WorkflowCountOptions::default())
+            .await
+            .ok()
+            .map(|c| c.count() as u64);
+    }
+    s
+}
+
+/// The newest asks of `user`, newest first.
+pub async fn history(
+    asks: &AskService,
+    user: &str,
+    limit: usize,
+) -> Result<Vec<AskSummary>, ApiError> {
+    let limit = limit.clamp(1, MAX_HISTORY);
+    let by_attribute = asks.user_search.enabled();
+    let query = if by_attribute {
+        format!(
+            "WorkflowType = '{}' AND {USER_SEARCH_ATTRIBUTE} = '{user}'",
+            AskWorkflow::name()
+        )
+    } else {
+        format!("WorkflowType = '{}'", AskWorkflow::name())
+    };
+    // Without the attribute the memo filters; the scan is bounded.
+    let scan = if by_attribute { limit } else { limit * 20 };
+    let mut stream = asks
+        .client
+        .list_workflows(query, WorkflowListOptions::builder().limit(scan).build());
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let w = item.map_err(|e| {
+            ApiError::new("unavailable", format!("Temporal visibility failed: {e}"))
+        })?;
+        let memo = w.memo();
+        let owner = memo.get::<String>(MEMO_USER).ok().flatten();
+        if owner.as_deref() != Some(user) {
+            continue;
+        }
+        out.push(AskSummary {
+            id: w.id().to_string(),
+            model: memo.get::<String>(MEMO_MODEL).ok().flatten(),
+            status: status_name(w.status()),
+            created_at: w.start_time().map(rfc3339),
+            closed_at: w.close_time().map(rfc3339),
+        });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_to_temporal_keys() {
+        for (p, key) in [
+            (Priority::High, 1),
+            (Priority::Normal, 3),
+            (Priority::Low, 5),
+        ] {
+            assert_eq!(temporal_priority(&p).priority_key, Some(key));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.250Z");
+    }
+
+    #[test]
+    fn search_attributes_only_when_the_namespace_has_them() {
+        let s = UserSearch::default();
+        assert!(s.attributes("alice").is_none());
+        s.set(true);
+        assert_eq!(s.attributes("alice").unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,423 @@
+//! The OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{model}` and
+//! `POST /v1/chat/completions` (server-sent events ending in `data: [DONE]`, or one JSON answer).
+//! Each completion is an AskWorkflow like any other; errors use OpenAI's shape
+//! `{"error": {"message", "type", "param", "code"}}`. Documented in docs/openai.md.
+
+use super::AppState;
+use super::error::ApiError;
+use super::follow::{self, Delta};
+pub use super::openai_error::{OpenAiCaller, OpenAiError};
+use crate::asks::{AskEnd, AskRequest};
+use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::workflows::AskOutcome;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::convert::Infallible;
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
+        .route("/v1/chat/completions", post(chat_completions))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// When this node first listed its models: the `created` of every model object.
+static LISTED_AT: LazyLock<u64> = LazyLock::new(unix_now);
+
+fn model_object(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": *LISTED_AT, "owned_by": "orrery"})
+}
+
+async fn list_models(State(s): State<AppState>, _c: OpenAiCaller) -> Json<Value> {
+    let data: Vec<Value> = s
+        .asks
+        .config
+        .models
+        .iter()
+        .map(|m| model_object(m.id.as_str()))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn get_model(
+    State(s): State<AppState>,
+    _c: OpenAiCaller,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    s.asks
+        .config
+        .models
+        .iter()
+        .find(|m| m.id.as_str() == model)
+        .map(|m| Json(model_object(m.id.as_str())))
+        .ok_or_else(|| ApiError::unknown_model(&model).into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    content: Option<Content>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: Option<String>,
+    messages: Option<Vec<InMessage>>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    seed: Option<u64>,
+    stop: Option<Stop>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    n: Option<u32>,
+    tools: Option<Vec<Value>>,
+    logprobs: Option<bool>,
+    response_format: Option<Value>,
+    /// Everything else OpenAI accepts (penalties, logit_bias, user, metadata, ...) is ignored.
+    #[serde(flatten)]
+    _ignored: Map<String, Value>,
+}
+
+fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
+    msgs.into_iter()
+        .map(|m| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                other => {
+                    return Err(OpenAiError::invalid(
+                        format!(
+                            "messages with role `{other}` are not supported here (no tool calling)"
+                        ),
+                        Some("messages"),
+                        "unsupported_role",
+                    ));
+                }
+            };
+            let content = match m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t,
+                Some(Content::Parts(parts)) => {
+                    let mut text = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(OpenAiError::invalid(
+                                format!(
+                                    "content parts of type `{}` are not supported; only text",
+                                    p.kind
+                                ),
+                                Some("messages"),
+                                "unsupported_content",
+                            ));
+                        }
+                        text.push_str(p.text.as_deref().unwrap_or(""));
+                    }
+                    text
+                }
+            };
+            Ok(ChatMessage { role, content })
+        })
+        .collect()
+}
+
+/// A chat request as an ask, or the OpenAI error that says what is wrong with it.
+fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
+    let Some(model) = r.model.filter(|m| !m.is_empty()) else {
+        return Err(OpenAiError::invalid(
+            "you must provide a model parameter",
+            Some("model"),
+            "missing_required_parameter",
+        ));
+    };
+    let Some(messages) = r.messages else {
+        return Err(OpenAiError::invalid(
+            "you must provide a messages parameter",
+            Some("messages"),
+            "missing_required_parameter",
+        ));
+    };
+    if r.n.is_some_and(|n| n != 1) {
+        return Err(OpenAiError::invalid(
+            "only n = 1 is supported",
+            Some("n"),
+            "unsupported_parameter",
+        ));
+    }
+    if r.tools.is_some_and(|t| !t.is_empty()) {
+        return Err(OpenAiError::invalid(
+            "tools are not supported",
+            Some("tools"),
+            "unsupported_parameter",
+        ));
+    }
+    if r.logprobs == Some(true) {
+        return Err(OpenAiError::invalid(
+            "logprobs are not supported",
+            Some("logprobs"),
+            "unsupported_parameter",
+        ));
+    }
+    if let Some(f) = r.response_format
+        && f.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "text")
+    {
+        return Err(OpenAiError::invalid(
+            "only the text response format is supported",
+            Some("response_format"),
+            "unsupported_parameter",
+        ));
+    }
+    let d = SamplingParams::default();
+    let params = SamplingParams {
+        max_tokens: r
+            .max_completion_tokens
+            .or(r.max_tokens)
+            .unwrap_or(d.max_tokens),
+        temperature: r.temperature.unwrap_or(d.temperature),
+        top_p: r.top_p.or(d.top_p),
+        seed: r.seed.unwrap_or(d.seed),
+        stop: match r.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s],
+            Some(Stop::Many(v)) => v,
+        },
+    };
+    let include_usage = r.stream_options.unwrap_or_default().include_usage == Some(true);
+    let ask = AskRequest {
+        user: String::new(),
+        model: Some(model),
+        messages: to_messages(messages)?,
+        params,
+        priority: None,
+    };
+    Ok((ask, r.stream == Some(true), include_usage))
+}
+
+fn usage(o: &AskOutcome) -> Value {
+    json!({"prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
+           "total_tokens": o.prompt_tokens + o.completion_tokens})
+}
+
+fn finish_reason(o: &AskOutcome) -> &'static str {
+    match o.finish_reason {
+        crate::engine::FinishReason::Length => "length",
+        _ => "stop",
+    }
+}
+
+fn end_error(end: AskEnd) -> OpenAiError {
+    match end {
+        AskEnd::Failed { code, message } => ApiError::new(&code, message).into(),
+        AskEnd::Cancelled => ApiError::new("cancelled", "the ask was cancelled").into(),
+        AskEnd::Done(_) => ApiError::new("internal", "not an error").into(),
+    }
+}
+
+async fn chat_completions(
+    State(s): State<AppState>,
+    OpenAiCaller(caller): OpenAiCaller,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let req: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => "invalid_type",
+            _ => "invalid_json",
+        };
+        OpenAiError::invalid(
+            format!("the request body is not a valid chat completion request: {e}"),
+            None,
+            code,
+        )
+    })?;
+    let (ask, stream, include_usage) = to_ask(req)?;
+    let (started, rx) = follow::start_followed(&s, &caller, ask, "openai").await?;
+    let id = started.id.to_string();
+    let model = started.model.to_string();
+    let created = unix_now();
+    let fingerprint = format!("orrery-{}", s.asks.config.node_id);
+    let request_id = HeaderValue::from_str(&id).ok();
+
+    let mut resp = if stream {
+        let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| {
+            let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "system_fingerprint": fingerprint,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+            if include_usage {
+                c["usage"] = usage.unwrap_or(Value::Null);
+            }
+            c
+        };
+        let first = chunk(json!({"role": "assistant", "content": ""}), None, None);
+        let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |d| {
+            let out: Vec<Value> = match d {
+                Delta::Text(t) => vec![chunk(json!({"content": t}), None, None)],
+                Delta::End {
+                    end: AskEnd::Done(o),
+                    ..
+                } => {
+                    let mut v = vec![chunk(json!({}), Some(finish_reason(&o)), None)];
+                    if include_usage {
+                        let mut last = chunk(json!({}), None, Some(usage(&o)));
+                        last["choices"] = json!([]);
+                        v.push(last);
+                    }
+                    v
+                }
+                Delta::End { end, .. } => vec![end_error(end).body()],
+            };
+            futures::stream::iter(out)
+        });
+        let events = futures::stream::once(async move { first })
+            .chain(events)
+            .map(|v| Event::default().data(v.to_string()))
+            .chain(futures::stream::once(async {
+                Event::default().data("[DONE]")
+            }))
+            .map(Ok::<_, Infallible>);
+        Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response()
+    } else {
+        let (end, _) = follow::collect(rx).await;
+        let AskEnd::Done(o) = end else {
+            return Err(end_error(end));
+        };
+        Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": fingerprint,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": o.text, "refusal": null},
+                         "logprobs": null, "finish_reason": finish_reason(&o)}],
+            "usage": usage(&o),
+        }))
+        .into_response()
+    };
+    if let Some(v) = request_id {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<(AskRequest, bool, bool), OpenAiError> {
+        to_ask(serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn requests_map_to_asks() {
+        let (ask, stream, usage) = parse(json!({
+            "model": "m", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "developer", "content": "Be brief."},
+                         {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "!"}]}],
+            "max_tokens": 5, "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "seed": 3,
+            "stop": "\n", "presence_penalty": 0, "user": "ignored"
+        }))
+        .unwrap();
+        assert!(stream && usage);
+        assert_eq!(ask.model.as_deref(), Some("m"));
+        assert_eq!(ask.messages[0].role, Role::System);
+        assert_eq!(ask.messages[1].content, "Hi!");
+        assert_eq!(ask.params.max_tokens, 7);
+        assert_eq!(ask.params.top_p, Some(0.5));
+        assert_eq!(ask.params.seed, 3);
+        assert_eq!(ask.params.stop, vec!["\n".to_string()]);
+        let (ask, stream, _) =
+            parse(json!({"model": "m", "messages": [], "stop": ["a", "b"]})).unwrap();
+        assert!(!stream);
+        assert_eq!(ask.params.stop.len(), 2);
+    }
+
+    #[test]
+    fn unsupported_requests_say_which_parameter() {
+        // (request, wanted status, wanted param)
+        let table = [
+            (json!({"messages": []}), 400, Some("model")),
+            (json!({"model": "m"}), 400, Some("messages")),
+            (
+                json!({"model": "m", "messages": [], "n": 2}),
+                400,
+                Some("n"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "tools": [{}]}),
+                400,
+                Some("tools"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "logprobs": true}),
+                400,
+                Some("logprobs"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}),
+                400,
+                Some("response_format"),
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                400,
+                Some("messages"),
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                400,
+                Some("messages"),
+            ),
+        ];
+        for (req, status, param) in table {
+            let e = parse(req.clone()).unwrap_err();
+            assert_eq!(e.status.as_u16(), status, "{req}");
+            assert_eq!(e.param, param, "{req}");
+            assert_eq!(e.kind, "invalid_request_error");
+        }
+    }
+}
