@@ -214,3 +214,59 @@ async fn the_loop_goes_on_when_the_node_running_it_dies() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_capacity_exhausted_asks_go_to_the_fallback_backend_and_come_back() {
+    // The "cloud": a second Orrery instance, reached through its OpenAI-compatible API.
+    let cloud_sb = crate::harness::Sandbox::start().await;
+    let cloud = cloud_sb
+        .node("cloud", &synthetic_with(true, 8, 400, 1, 1))
+        .await;
+
+    let mesh = Mesh::new(1).await;
+    let config = format!(
+        "[[models]]\nid = \"syn\"\nsource = \"synthetic:20\"\ndefault = true\nmax_sequences = 1\nmin_replicas = 1\nmax_replicas = 1\nfallback = \"cloud\"\n\n\
+         [[models]]\nid = \"cloud\"\nsource = \"openai:{}\"\nremote_model = \"syn\"\nmax_sequences = 8\n\n\
+         {FAST}fallback_wait_ms = 500\nfallback_clear_ticks = 2\n",
+        cloud.http
+    );
+    let n2 = mesh
+        .node(
+            0,
+            &format!("{config}[limits]\nheartbeat_timeout_secs = 2\n"),
+        )
+        .await;
+
+    // One local slot, a burst: the wait grows past the bound and nothing can be added.
+    let (mut c, _) = Client::connect(&n2).await;
+    for _ in 0..4 {
+        c.send(json!({"type": "ask", "model": "syn", "prompt": "count", "max_tokens": 40}))
+            .await;
+        c.until("accepted").await;
+    }
+    wait_decision(&n2, "a route to the fallback", |d| {
+        d["directive"]["action"] == "set_route" && d["directive"]["route"]["kind"] == "fallback"
+    })
+    .await;
+    c.send(json!({"type": "ask", "model": "syn", "prompt": "count", "max_tokens": 5}))
+        .await;
+    let mut answered_by = Vec::new();
+    while answered_by.len() < 5 {
+        let (done, _) = c.until("done").await;
+        answered_by.push(done["model"].as_str().unwrap().to_string());
+    }
+    assert!(
+        answered_by.iter().any(|m| m == "cloud"),
+        "the backend answered: {answered_by:?}"
+    );
+
+    // Load gone, the route comes back, and asks are answered locally again.
+    wait_decision(&n2, "the route back to local", |d| {
+        d["directive"]["action"] == "set_route" && d["directive"]["route"]["kind"] == "local"
+    })
+    .await;
+    c.send(json!({"type": "ask", "model": "syn", "prompt": "count", "max_tokens": 3}))
+        .await;
+    let (done, _) = c.until("done").await;
+    assert_eq!(done["model"], "syn");
+}
