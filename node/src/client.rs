@@ -206,13 +206,21 @@ pub fn cluster_table(rows: &[crate::cluster::NodeRow]) -> String {
     out
 }
 
-/// POSTs to an admin route with the bearer token; returns the JSON answer or the API's error.
-pub async fn admin_post(url: &str, path: &str, token: &str) -> anyhow::Result<Value> {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", http_base(url)))
-        .bearer_auth(token)
-        .send()
-        .await?;
+/// Calls an admin route with the bearer token; returns the JSON answer or the API's error.
+pub async fn admin_call(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut rb = reqwest::Client::new()
+        .request(method, format!("{}{path}", http_base(url)))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await?;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -8,9 +8,6 @@ use crate::policy::Route;
 use crate::workflows::ask::{NO_CAPACITY, UNKNOWN_MODEL};
 use crate::workflows::{RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -31,45 +28,26 @@ pub struct Placement {
     pub model: ModelId,
 }
 
-type Routes = BTreeMap<String, Route>;
-
 pub struct ClusterActivities {
     node: NodeId,
-    /// The scaling loop's routes, re-read at most once a second.
-    routes: Mutex<Option<(Instant, Routes)>>,
 }
 
 impl ClusterActivities {
     pub fn new(node: NodeId) -> Self {
-        Self {
-            node,
-            routes: Mutex::new(None),
-        }
+        Self { node }
     }
 
     /// Where the scaling loop sends `model`'s asks now (the fallback model, if routed there).
+    /// Asked of the loop on every plan: a cached route would send asks the wrong way for as long
+    /// as it is kept, and the query costs a few milliseconds.
     async fn routed(&self, ctx: &ActivityContext, model: &ModelId) -> ModelId {
-        let cached = self.routes.lock().ok().and_then(|g| {
-            g.as_ref()
-                .filter(|(at, _)| at.elapsed() < Duration::from_secs(1))
-                .map(|(_, r)| r.clone())
-        });
-        let routes = match cached {
-            Some(r) => r,
-            None => {
-                let status = ctx
-                    .client()
-                    .get_workflow_handle::<ResourceManagementWorkflow>(RESOURCE_WORKFLOW_ID)
-                    .query(ResourceManagementWorkflow::status, (), Default::default())
-                    .await;
-                // Without the loop (disabled or not started yet) everything stays local.
-                let routes = status.map(|s| s.routes).unwrap_or_default();
-                if let Ok(mut g) = self.routes.lock() {
-                    *g = Some((Instant::now(), routes.clone()));
-                }
-                routes
-            }
-        };
+        let status = ctx
+            .client()
+            .get_workflow_handle::<ResourceManagementWorkflow>(RESOURCE_WORKFLOW_ID)
+            .query(ResourceManagementWorkflow::routes, (), Default::default())
+            .await;
+        // Without the loop (disabled or not started yet) everything stays local.
+        let routes = status.unwrap_or_default();
         match routes.get(model.as_str()) {
             Some(Route::Fallback { backend }) => {
                 metrics::counter!("orrery_fallback_requests_total", "model" => model.to_string())

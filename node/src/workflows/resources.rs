@@ -260,6 +260,17 @@ impl ResourceManagementWorkflow {
         self.s.log.iter().cloned().collect()
     }
 
+    /// Where each model's asks go now (placement reads this on every plan).
+    #[query]
+    pub fn routes(&self, _ctx: &WorkflowContextView) -> BTreeMap<ModelName, Route> {
+        self.s
+            .policy_state
+            .models
+            .iter()
+            .map(|(m, st)| (m.clone(), st.route.clone()))
+            .collect()
+    }
+
     #[query]
     pub fn status(&self, _ctx: &WorkflowContextView) -> ScalingStatus {
         ScalingStatus {

@@ -226,9 +226,10 @@ async fn with_capacity_exhausted_asks_go_to_the_fallback_backend_and_come_back()
     let mesh = Mesh::new(1).await;
     let config = format!(
         "[[models]]\nid = \"syn\"\nsource = \"synthetic:20\"\ndefault = true\nmax_sequences = 1\nmin_replicas = 1\nmax_replicas = 1\nfallback = \"cloud\"\n\n\
-         [[models]]\nid = \"cloud\"\nsource = \"openai:{}\"\nremote_model = \"syn\"\nmax_sequences = 8\n\n\
+         [[models]]\nid = \"cloud\"\nsource = \"openai:{http}\"\nremote_model = \"syn\"\nmax_sequences = 8\n\n\
+         [[models]]\nid = \"cloud-ollama\"\nsource = \"ollama:{http}\"\nremote_model = \"syn\"\n\n\
          {FAST}fallback_wait_ms = 500\nfallback_clear_ticks = 2\n",
-        cloud.http
+        http = cloud.http
     );
     let n2 = mesh
         .node(
@@ -269,4 +270,18 @@ async fn with_capacity_exhausted_asks_go_to_the_fallback_backend_and_come_back()
         .await;
     let (done, _) = c.until("done").await;
     assert_eq!(done["model"], "syn");
+
+    // The same backend through Ollama's native API, as an ordinary model.
+    c.send(json!({"type": "ask", "model": "cloud-ollama", "prompt": "count", "max_tokens": 3}))
+        .await;
+    let (done, _) = c.until("done").await;
+    assert_eq!(done["model"], "cloud-ollama");
+    assert_eq!(
+        done["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["w1", "w2", "w3"]
+    );
 }
