@@ -7,7 +7,7 @@
 //! honest load time and peak RSS.
 
 use crate::peer::Peer;
-use crate::stats::{mean, ratio, round};
+use crate::stats::{mean, median, round};
 use anyhow::{Context, bail};
 use orrery::engine::{
     CandleConfig, CandleEngine, ChatMessage, Engine, GenEvent, GenSummary, GenerateRequest,
@@ -236,6 +236,8 @@ pub struct EngineArgs<'a> {
     pub threads: &'a [usize],
 }
 
+/// Medians over repetitions; ratios are medians of the ratios of neighbouring runs, so a burst of
+/// load from elsewhere on the machine hits both sides of a ratio alike.
 pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
     let (wq, wf) = weight_bytes(a.model)?;
     let spec = |precision| ProbeSpec {
@@ -243,7 +245,7 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
         precision,
         prompt: LONG_ANSWER_PROMPT.into(),
         gen_tokens: a.gen_tokens,
-        reps: a.reps,
+        reps: 1,
         first_token_requests: 0,
         max_sequences: 1,
     };
@@ -254,45 +256,65 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
         let bw = crate::bandwidth::measure_gbs(t);
         bandwidth.push((t, round(bw, 1)));
         let limit = |bytes: u64| round(bw * 1e9 / bytes as f64, 1);
-        eprintln!("engine: orrery quantized, {t} thread(s)");
-        let q = probe(&spec(Precision::Quantized), t)?;
-        prompt_tokens = q.prompt_tokens;
-        eprintln!("engine: llama-bench, {t} thread(s)");
-        let l = a
-            .peer
-            .llama_bench(a.model, q.prompt_tokens, a.gen_tokens, t, a.reps)?;
-        eprintln!("engine: orrery f32, {t} thread(s)");
-        let f = probe(&spec(Precision::F32), t)?;
-        let orrery_row = |name: &str, r: &ProbeResult, bytes: u64| EngineRow {
-            engine: name.into(),
-            threads: t,
-            pp_tps: r.pp_tps,
-            tg_tps: r.tg_tps,
-            load_s: Some(r.load_s),
-            peak_rss_mib: r.peak_rss_mib,
-            tg_limit_tps: limit(bytes),
-            pp_ratio: Some(ratio(r.pp_tps, l.pp_tps)),
-            tg_ratio: Some(ratio(r.tg_tps, l.tg_tps)),
-        };
-        if (q.gen_tokens as u32) < a.gen_tokens {
+        // Interleaved: orrery quantized, llama.cpp, orrery f32, then again.
+        let (mut qs, mut ls, mut fs) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 1..=a.reps.max(1) {
             eprintln!(
-                "engine: note: the model stopped after {:.0} of {} tokens",
-                q.gen_tokens, a.gen_tokens
+                "engine: {t} thread(s), repetition {rep}: orrery quantized, llama-bench, orrery f32"
             );
+            let q = probe(&spec(Precision::Quantized), t)?;
+            prompt_tokens = q.prompt_tokens;
+            if (q.gen_tokens as u32) < a.gen_tokens {
+                eprintln!(
+                    "engine: note: the model stopped after {:.0} of {} tokens",
+                    q.gen_tokens, a.gen_tokens
+                );
+            }
+            ls.push(
+                a.peer
+                    .llama_bench(a.model, q.prompt_tokens, a.gen_tokens, t, 1)?,
+            );
+            qs.push(q);
+            fs.push(probe(&spec(Precision::F32), t)?);
         }
-        rows.push(orrery_row("orrery quantized", &q, wq));
+        let med = |xs: Vec<f64>| round(median(&xs), 1);
+        let lpp: Vec<f64> = ls.iter().map(|l| l.pp_tps).collect();
+        let ltg: Vec<f64> = ls.iter().map(|l| l.tg_tps).collect();
+        let paired = |xs: &[f64], ys: &[f64]| {
+            let r: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x / y).collect();
+            round(median(&r), 2)
+        };
+        let orrery_row = |name: &str, runs: &[ProbeResult], bytes: u64| {
+            let pp: Vec<f64> = runs.iter().map(|r| r.pp_tps).collect();
+            let tg: Vec<f64> = runs.iter().map(|r| r.tg_tps).collect();
+            EngineRow {
+                engine: name.into(),
+                threads: t,
+                pp_ratio: Some(paired(&pp, &lpp)),
+                tg_ratio: Some(paired(&tg, &ltg)),
+                pp_tps: med(pp),
+                tg_tps: med(tg),
+                load_s: Some(round(
+                    median(&runs.iter().map(|r| r.load_s).collect::<Vec<_>>()),
+                    2,
+                )),
+                peak_rss_mib: runs.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
+                tg_limit_tps: limit(bytes),
+            }
+        };
+        rows.push(orrery_row("orrery quantized", &qs, wq));
         rows.push(EngineRow {
             engine: "llama.cpp".into(),
             threads: t,
-            pp_tps: l.pp_tps,
-            tg_tps: l.tg_tps,
+            pp_tps: med(lpp.clone()),
+            tg_tps: med(ltg.clone()),
             load_s: None,
-            peak_rss_mib: l.peak_rss_mib,
+            peak_rss_mib: ls.iter().map(|l| l.peak_rss_mib).fold(0.0, f64::max),
             tg_limit_tps: limit(wq),
             pp_ratio: None,
             tg_ratio: None,
         });
-        rows.push(orrery_row("orrery f32", &f, wf));
+        rows.push(orrery_row("orrery f32", &fs, wf));
     }
     let at2 = rows
         .iter()

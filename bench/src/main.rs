@@ -56,6 +56,10 @@ struct Cli {
     /// Inference threads of the serving and overhead benchmarks (both servers).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Serving and overhead: the node's heartbeat timeout in seconds. The default 4 s fails every
+    /// ask at 8 users on 2 cores (no heartbeat while an answer waits for its first token).
+    #[arg(long, default_value_t = 30)]
+    heartbeat_timeout: u64,
     /// Cluster benchmark: cluster sizes to measure, in order (nodes are added, never restarted).
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     nodes: Vec<usize>,
@@ -108,6 +112,8 @@ fn main() -> anyhow::Result<()> {
         schema: 1,
         machine: machine::Machine::describe(),
         model: model.display().to_string(),
+        load_average_start: machine::load_average(),
+        load_average_end: String::new(),
         engine: None,
         serving: None,
         overhead: None,
@@ -118,7 +124,7 @@ fn main() -> anyhow::Result<()> {
         results.engine = Some(engine::run(&engine::EngineArgs {
             model: &model,
             peer,
-            reps: if q { 1 } else { 3 },
+            reps: if q { 1 } else { 5 },
             gen_tokens: if q { 32 } else { 128 },
             threads: &[1, 2],
         })?);
@@ -134,6 +140,7 @@ fn main() -> anyhow::Result<()> {
             threads: cli.threads,
             min_requests: if q { 4 } else { 8 },
             serving: has(Section::Serving),
+            heartbeat_timeout_secs: cli.heartbeat_timeout,
             overhead_requests: match (has(Section::Overhead), q) {
                 (false, _) => 0,
                 (true, true) => 10,
@@ -155,6 +162,7 @@ fn main() -> anyhow::Result<()> {
     }
     drop(rt);
 
+    results.load_average_end = machine::load_average();
     results.judge();
     println!("{}", results.tables());
     let results_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/results"));

@@ -12,6 +12,10 @@ pub struct Results {
     pub schema: u32,
     pub machine: Machine,
     pub model: String,
+    /// Load averages (1, 5, 15 min) when the run started and ended: other work on the machine
+    /// makes the figures noisy.
+    pub load_average_start: String,
+    pub load_average_end: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,8 +82,15 @@ impl Results {
         let m = &self.machine;
         let _ = writeln!(
             s,
-            "Machine: {} ({} cores, {} GiB), {}, commit {}, {}\n",
-            m.cpu, m.cores, m.memory_gib, m.os, m.commit, m.date
+            "Machine: {} ({} cores, {} GiB), {}, commit {}, {}; load average {} at the start, {} at the end\n",
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.os,
+            m.commit,
+            m.date,
+            self.load_average_start,
+            self.load_average_end
         );
         if let Some(e) = &self.engine {
             engine_table(&mut s, e);

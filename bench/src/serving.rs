@@ -27,6 +27,8 @@ pub struct ServingArgs<'a> {
     /// Each load level runs at least this many requests in all.
     pub min_requests: usize,
     pub serving: bool,
+    /// The node's `limits.heartbeat_timeout_secs` (see [`node_config`]).
+    pub heartbeat_timeout_secs: u64,
     /// Sequential requests of the overhead benchmark (0: skip it).
     pub overhead_requests: usize,
 }
@@ -71,10 +73,15 @@ pub struct OverheadReport {
     pub unpaired: Latency,
 }
 
-fn node_config(model: &Path, max_sequences: usize) -> String {
+/// The node under test. Its heartbeat timeout is raised from the default 4 s (`bench/run` passes
+/// 30): with 8 or more answers sharing two cores, an answer can wait longer than that for its
+/// first token, the generate activity sends no heartbeat meanwhile, and every ask then times out
+/// and is re-planned until it fails (measured; see the README).
+fn node_config(model: &Path, max_sequences: usize, heartbeat_timeout_secs: u64) -> String {
     format!(
         "[[models]]\nid = \"smollm2-q\"\nsource = \"path:{}\"\ndefault = true\nload = true\n\
-         max_sequences = {max_sequences}\nprecision = \"quantized\"\n[limits]\nmax_tokens = 1024\n",
+         max_sequences = {max_sequences}\nprecision = \"quantized\"\n[limits]\nmax_tokens = 1024\n\
+         heartbeat_timeout_secs = {heartbeat_timeout_secs}\n",
         model.display()
     )
 }
@@ -84,7 +91,7 @@ pub async fn run(
 ) -> anyhow::Result<(Option<ServingReport>, Option<OverheadReport>)> {
     let max_sequences = a.users.iter().copied().max().unwrap_or(1).max(1);
     let sb = Sandbox::start().await?;
-    let config = node_config(a.model, max_sequences);
+    let config = node_config(a.model, max_sequences, a.heartbeat_timeout_secs);
     let node = sb
         .node(NodeSpec {
             id: "bench",

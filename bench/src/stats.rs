@@ -13,6 +13,10 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
+pub fn median(samples: &[f64]) -> f64 {
+    percentile(samples, 50.0)
+}
+
 pub fn mean(samples: &[f64]) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
