@@ -1,0 +1,273 @@
+//! The results: one JSON document (`bench/results/latest.json`) and the tables printed from it.
+
+use crate::cluster::ClusterReport;
+use crate::engine::EngineReport;
+use crate::machine::Machine;
+use crate::serving::{OverheadReport, ServingReport};
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub schema: u32,
+    pub machine: Machine,
+    pub model: String,
+    /// Load averages (1, 5, 15 min) when the run started and ended: other work on the machine
+    /// makes the figures noisy.
+    pub load_average_start: String,
+    pub load_average_end: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<OverheadReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
+    pub targets: Vec<Target>,
+}
+
+/// One of issue #6's targets and whether this run met it.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub figure: &'static str,
+    pub value: f64,
+    pub target: &'static str,
+    pub met: bool,
+}
+
+impl Results {
+    /// Fills `targets` from the sections that ran.
+    pub fn judge(&mut self) {
+        let mut t = Vec::new();
+        let mut at_least = |figure, value: f64, min: f64, target| {
+            t.push(Target {
+                figure,
+                value,
+                target,
+                met: value >= min,
+            })
+        };
+        if let Some(e) = &self.engine {
+            at_least("engine.tg_ratio", e.tg_ratio, 1.0, ">= 1.0");
+            at_least("engine.pp_ratio", e.pp_ratio, 1.0, ">= 1.0");
+        }
+        if let Some(s) = &self.serving {
+            at_least(
+                "serving.aggregate_ratio_8_vs_1",
+                s.aggregate_ratio_8_vs_1,
+                3.0,
+                ">= 3.0",
+            );
+            at_least(
+                "serving.vs_llama_server_8",
+                s.vs_llama_server_8,
+                1.0,
+                ">= 1.0",
+            );
+        }
+        if let Some(o) = &self.overhead {
+            t.push(Target {
+                figure: "overhead.p50_ms",
+                value: o.p50_ms,
+                target: "<= 25",
+                met: o.p50_ms <= 25.0,
+            });
+        }
+        self.targets = t;
+    }
+
+    pub fn tables(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            s,
+            "Machine: {} ({} cores, {} GiB), {}, commit {}, {}; load average {} at the start, {} at the end\n",
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.os,
+            m.commit,
+            m.date,
+            self.load_average_start,
+            self.load_average_end
+        );
+        if let Some(e) = &self.engine {
+            engine_table(&mut s, e);
+        }
+        if let Some(v) = &self.serving {
+            serving_table(&mut s, v);
+        }
+        if let Some(o) = &self.overhead {
+            overhead_table(&mut s, o);
+        }
+        if let Some(c) = &self.cluster {
+            cluster_table(&mut s, c);
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(
+                s,
+                "Targets (issue #6)\n\n| figure | value | target | met |\n|---|---|---|---|"
+            );
+            for t in &self.targets {
+                let met = if t.met { "yes" } else { "no" };
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {} | {met} |",
+                    t.figure,
+                    num(t.value),
+                    t.target
+                );
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x}")
+    } else {
+        "–".into()
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), num)
+}
+
+fn engine_table(s: &mut String, e: &EngineReport) {
+    let _ = writeln!(
+        s,
+        "Engine: prompt processing (pp, {} prompt tokens) and generation (tg, {} tokens), tokens/s\n",
+        e.prompt_tokens, e.gen_tokens
+    );
+    let _ = writeln!(
+        s,
+        "| engine | threads | pp tok/s | tg tok/s | pp ÷ llama.cpp | tg ÷ llama.cpp | tg limit (bandwidth) | load s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in &e.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.engine,
+            r.threads,
+            num(r.pp_tps),
+            num(r.tg_tps),
+            opt(r.pp_ratio),
+            opt(r.tg_ratio),
+            num(r.tg_limit_tps),
+            opt(r.load_s),
+            num(r.peak_rss_mib)
+        );
+    }
+    let bw: Vec<String> = e
+        .bandwidth_gbs
+        .iter()
+        .map(|(t, g)| format!("{g} GB/s at {t} thread(s)"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "\nMemory read bandwidth: {}. Weights read per token: {:.1} MB quantized, {:.1} MB f32.\n",
+        bw.join(", "),
+        e.weight_bytes_quantized as f64 / 1e6,
+        e.weight_bytes_f32 as f64 / 1e6
+    );
+}
+
+fn serving_table(s: &mut String, v: &ServingReport) {
+    let _ = writeln!(
+        s,
+        "Serving: concurrent users streaming {}-token answers, {} threads, quantized (aggregate tokens/s, time to first token ms)\n",
+        v.max_tokens, v.threads
+    );
+    let _ = writeln!(
+        s,
+        "| users | orrery tok/s | orrery TTFT p50 / p99 | llama-server tok/s | llama-server TTFT p50 / p99 | orrery ÷ llama-server | requests (orrery / llama) |\n|---|---|---|---|---|---|---|"
+    );
+    for l in &v.levels {
+        let (o, p) = (&l.orrery, &l.llama_server);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} / {} | {} | {} / {} | {} | {} / {} |",
+            l.users,
+            num(o.aggregate_tps),
+            num(o.ttft.p50_ms),
+            num(o.ttft.p99_ms),
+            num(p.aggregate_tps),
+            num(p.ttft.p50_ms),
+            num(p.ttft.p99_ms),
+            num(l.vs_llama_server),
+            o.requests,
+            p.requests
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nAggregate at 8 users ÷ 1 user: {}. Orrery ÷ llama-server --parallel 8: {}.\n",
+        num(v.aggregate_ratio_8_vs_1),
+        num(v.vs_llama_server_8)
+    );
+}
+
+fn overhead_table(s: &mut String, o: &OverheadReport) {
+    let _ = writeln!(
+        s,
+        "Orchestration overhead: time to first token, {} sequential asks of {:?} (ms)\n",
+        o.requests, o.prompt
+    );
+    let _ = writeln!(s, "| path | p50 | p99 |\n|---|---|---|");
+    let rows = [
+        ("engine called in-process", o.direct.p50_ms, o.direct.p99_ms),
+        (
+            "through Orrery (WebSocket → Temporal → actors → engine)",
+            o.orrery.p50_ms,
+            o.orrery.p99_ms,
+        ),
+        (
+            "through Orrery − in-process, percentile by percentile",
+            o.unpaired.p50_ms,
+            o.unpaired.p99_ms,
+        ),
+        (
+            "**added by Orrery**, per request: client TTFT − the engine's own TTFT",
+            o.p50_ms,
+            o.p99_ms,
+        ),
+    ];
+    for (name, p50, p99) in rows {
+        let _ = writeln!(s, "| {name} | {} | {} |", num(p50), num(p99));
+    }
+    s.push('\n');
+}
+
+fn cluster_table(s: &mut String, c: &ClusterReport) {
+    let _ = writeln!(
+        s,
+        "Cluster orchestration: synthetic engine at {} tok/s, {}-token answers ({} ms each), max_sequences {} per node, {} WebSocket clients, {} s per level\n",
+        c.rate, c.answer_tokens, c.answer_ms, c.max_sequences, c.clients, c.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "| nodes | req/s | ideal req/s | efficiency | latency p50 / p99 ms | TTFT p50 / p99 ms | requests | errors |\n|---|---|---|---|---|---|---|---|"
+    );
+    for l in &c.levels {
+        let d = &l.load;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
+            l.nodes,
+            num(d.requests_per_s),
+            num(l.ideal_rps),
+            num(l.efficiency),
+            num(d.latency.p50_ms),
+            num(d.latency.p99_ms),
+            num(d.ttft.p50_ms),
+            num(d.ttft.p99_ms),
+            d.requests,
+            d.errors
+        );
+    }
+    s.push('\n');
+}
