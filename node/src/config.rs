@@ -322,6 +322,20 @@ fn parse_source(s: &str) -> Result<ModelSource, String> {
         Ok(ModelSource::Synthetic {
             tokens_per_second: tps,
         })
+    } else if let Some(rest) = s.strip_prefix("hf:") {
+        let mut parts = rest.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(owner), Some(name), Some(file))
+                if !owner.is_empty() && !name.is_empty() && !file.is_empty() =>
+            {
+                Ok(ModelSource::HuggingFace {
+                    owner: owner.into(),
+                    name: name.into(),
+                    file: file.into(),
+                })
+            }
+            _ => Err(format!("hf source `{s}` is not hf:OWNER/REPO/FILE")),
+        }
     } else if let Some(url) = s
         .strip_prefix("openai:")
         .or_else(|| s.strip_prefix("ollama:"))

@@ -148,11 +148,10 @@ async fn cancel_mid_stream_ends_quickly() {
     let got = collect(rx, LIMIT).await;
     let latency = at.elapsed();
     assert_eq!(got.summary().finish_reason, FinishReason::Cancelled);
-    assert!(got.summary().completion_tokens < 400);
-    assert!(
-        latency < Duration::from_millis(500),
-        "cancel took {latency:?}"
-    );
+    // Counted in tokens, not seconds (a loaded machine slows both alike): the decode loop checks
+    // the token between steps, so at most a step or two lands after the cancel.
+    let after = got.summary().completion_tokens.saturating_sub(tokens);
+    assert!(after <= 3, "{after} tokens came after the cancel");
     eprintln!("cancel latency: {latency:?}");
     wait_until("the slot to free", LIMIT, || engine.active_sequences() == 0).await;
 }

@@ -321,7 +321,7 @@ async fn cancel_and_dropped_receivers_free_the_slot() {
     let got = collect(rx, LIMIT).await;
     assert_eq!(got.summary().finish_reason, FinishReason::Cancelled);
     assert!(
-        at.elapsed() < Duration::from_millis(200),
+        at.elapsed() < Duration::from_secs(5),
         "cancel took {:?}",
         at.elapsed()
     );
