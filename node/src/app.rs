@@ -119,6 +119,11 @@ async fn run_node(
     if config.autoscaling.enabled {
         ensure_scaling_loop(&client, &config).await;
     }
+    // Present from the start, so dashboards see zero rather than nothing.
+    for m in &config.models {
+        metrics::counter!("orrery_fallback_requests_total", "model" => m.id.to_string())
+            .absolute(0);
+    }
 
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
