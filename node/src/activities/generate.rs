@@ -149,6 +149,11 @@ impl NodeActivities {
         let mut last_beat = Instant::now();
         let result = loop {
             tokio::select! {
+                // A long prompt prefill sends no token for a while: heartbeat on a timer too, so
+                // a busy node is not mistaken for a dead one.
+                _ = beat.tick() => {
+                    let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
+                }
                 _ = ctx.cancelled(), if !cancel.is_cancelled() => {
                     tracing::info!("cancellation requested through temporal");
                     cancel.cancel();
