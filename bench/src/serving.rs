@@ -120,6 +120,7 @@ pub async fn run(
         for &n in a.users {
             let per_user = a.min_requests.div_ceil(n).max(1);
             eprintln!("serving: orrery, {n} user(s) x {per_user} request(s)");
+            crate::quiet::settle_async(&format!("serving orrery {n} users")).await;
             let o = load::websocket(&urls, n, Until::Requests(per_user), ask.clone()).await;
             report_errors("orrery", &o.errors);
             eprintln!("serving: llama-server --parallel {n}, {n} user(s) x {per_user} request(s)");
@@ -128,6 +129,7 @@ pub async fn run(
                 .await?;
             let body = load::openai_body(LONG_ANSWER_PROMPT, a.max_tokens);
             load::openai(&server.url, 1, Until::Requests(1), body.clone()).await; // warm-up
+            crate::quiet::settle_async(&format!("serving llama-server {n} users")).await;
             let l = load::openai(&server.url, n, Until::Requests(per_user), body).await;
             report_errors("llama-server", &l.errors);
             server.stop().await;
@@ -144,6 +146,7 @@ pub async fn run(
     let mut overhead = None;
     if a.overhead_requests > 0 {
         eprintln!("overhead: {} asks through orrery", a.overhead_requests);
+        crate::quiet::settle_async("overhead through orrery").await;
         let through = load::websocket(
             &urls,
             1,
@@ -160,6 +163,7 @@ pub async fn run(
     let overhead = match overhead {
         Some(samples) => {
             eprintln!("overhead: {} calls to the engine in-process", samples.len());
+            crate::quiet::settle_async("overhead in-process").await;
             let direct = crate::engine::probe(
                 &ProbeSpec {
                     model: a.model.to_path_buf(),
