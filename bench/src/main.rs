@@ -57,8 +57,9 @@ struct Cli {
     /// Inference threads of the serving and overhead benchmarks (both servers).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Serving and overhead: the node's heartbeat timeout in seconds. The default 4 s fails every
-    /// ask at 8 users on 2 cores (no heartbeat while an answer waits for its first token).
+    /// Serving and overhead: the node's heartbeat timeout in seconds. The node's default, 4 s,
+    /// fails most asks at 16 users on 2 cores (no heartbeat while an answer waits for its first
+    /// token).
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
     /// Cluster benchmark: cluster sizes to measure, in order (nodes are added, never restarted).

@@ -75,8 +75,8 @@ pub struct OverheadReport {
 
 /// The node under test. Its heartbeat timeout is raised from the default 4 s (`bench/run` passes
 /// 30): with 8 or more answers sharing two cores, an answer can wait longer than that for its
-/// first token, the generate activity sends no heartbeat meanwhile, and every ask then times out
-/// and is re-planned until it fails (measured; see the README).
+/// first token, the generate activity sends no heartbeat meanwhile, and such asks time out and
+/// are re-planned until they fail (measured; see the README).
 fn node_config(model: &Path, max_sequences: usize, heartbeat_timeout_secs: u64) -> String {
     format!(
         "[[models]]\nid = \"smollm2-q\"\nsource = \"path:{}\"\ndefault = true\nload = true\n\
