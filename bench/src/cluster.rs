@@ -89,6 +89,7 @@ pub async fn run(a: &ClusterArgs<'_>) -> anyhow::Result<ClusterReport> {
             "cluster: {n} node(s), {} clients for {:?}",
             a.clients, a.duration
         );
+        crate::quiet::settle_async(&format!("cluster {n} node(s)")).await;
         let result =
             load::websocket(&urls, a.clients, Until::Elapsed(a.duration), ask.clone()).await;
         if let Some(e) = result.errors.first() {

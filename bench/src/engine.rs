@@ -262,6 +262,7 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
             eprintln!(
                 "engine: {t} thread(s), repetition {rep}: orrery quantized, llama-bench, orrery f32"
             );
+            crate::quiet::settle(&format!("engine {t} thread(s) repetition {rep}"));
             let q = probe(&spec(Precision::Quantized), t)?;
             prompt_tokens = q.prompt_tokens;
             if (q.gen_tokens as u32) < a.gen_tokens {

@@ -68,7 +68,7 @@ impl LoadResult {
     }
 }
 
-/// Runs `users` concurrent users against `targets` (user i uses target i mod len) with `request`.
+/// Runs `users` concurrent users, user i driven by `user(i, until)`; the clock runs until the last ends.
 async fn closed_loop<F, Fut>(users: usize, until: Until, user: F) -> LoadResult
 where
     F: Fn(usize, Until) -> Fut,

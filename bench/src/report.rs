@@ -16,6 +16,8 @@ pub struct Results {
     /// makes the figures noisy.
     pub load_average_start: String,
     pub load_average_end: String,
+    /// Cores other work kept busy just before each measurement.
+    pub contention: Vec<crate::quiet::Contention>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +94,17 @@ impl Results {
             self.load_average_start,
             self.load_average_end
         );
+        if !self.contention.is_empty() {
+            let busy: Vec<f64> = self.contention.iter().map(|c| c.busy_cores).collect();
+            let noisy = busy.iter().filter(|b| **b > 0.3).count();
+            let _ = writeln!(
+                s,
+                "Other work on the machine before the {} measurements: {} busy cores on average, \
+                 {noisy} measurement(s) started with more than 0.3 cores busy.\n",
+                busy.len(),
+                crate::stats::round(crate::stats::mean(&busy), 2)
+            );
+        }
         if let Some(e) = &self.engine {
             engine_table(&mut s, e);
         }

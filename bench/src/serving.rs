@@ -75,8 +75,8 @@ pub struct OverheadReport {
 
 /// The node under test. Its heartbeat timeout is raised from the default 4 s (`bench/run` passes
 /// 30): with 8 or more answers sharing two cores, an answer can wait longer than that for its
-/// first token, the generate activity sends no heartbeat meanwhile, and every ask then times out
-/// and is re-planned until it fails (measured; see the README).
+/// first token, the generate activity sends no heartbeat meanwhile, and such asks time out and
+/// are re-planned until they fail (measured; see the README).
 fn node_config(model: &Path, max_sequences: usize, heartbeat_timeout_secs: u64) -> String {
     format!(
         "[[models]]\nid = \"smollm2-q\"\nsource = \"path:{}\"\ndefault = true\nload = true\n\
@@ -120,6 +120,7 @@ pub async fn run(
         for &n in a.users {
             let per_user = a.min_requests.div_ceil(n).max(1);
             eprintln!("serving: orrery, {n} user(s) x {per_user} request(s)");
+            crate::quiet::settle_async(&format!("serving orrery {n} users")).await;
             let o = load::websocket(&urls, n, Until::Requests(per_user), ask.clone()).await;
             report_errors("orrery", &o.errors);
             eprintln!("serving: llama-server --parallel {n}, {n} user(s) x {per_user} request(s)");
@@ -128,6 +129,7 @@ pub async fn run(
                 .await?;
             let body = load::openai_body(LONG_ANSWER_PROMPT, a.max_tokens);
             load::openai(&server.url, 1, Until::Requests(1), body.clone()).await; // warm-up
+            crate::quiet::settle_async(&format!("serving llama-server {n} users")).await;
             let l = load::openai(&server.url, n, Until::Requests(per_user), body).await;
             report_errors("llama-server", &l.errors);
             server.stop().await;
@@ -144,6 +146,7 @@ pub async fn run(
     let mut overhead = None;
     if a.overhead_requests > 0 {
         eprintln!("overhead: {} asks through orrery", a.overhead_requests);
+        crate::quiet::settle_async("overhead through orrery").await;
         let through = load::websocket(
             &urls,
             1,
@@ -160,6 +163,7 @@ pub async fn run(
     let overhead = match overhead {
         Some(samples) => {
             eprintln!("overhead: {} calls to the engine in-process", samples.len());
+            crate::quiet::settle_async("overhead in-process").await;
             let direct = crate::engine::probe(
                 &ProbeSpec {
                     model: a.model.to_path_buf(),
