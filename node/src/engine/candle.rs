@@ -25,6 +25,8 @@ pub struct CandleConfig {
     /// streaming and a cancel is seen between chunks.
     pub prefill_chunk: usize,
     pub precision: Precision,
+    /// Threads per forward pass; 0: one per core.
+    pub threads: usize,
 }
 
 impl Default for CandleConfig {
@@ -35,6 +37,7 @@ impl Default for CandleConfig {
             // streaming and cancellation prompt while costing little throughput.
             prefill_chunk: 64,
             precision: Precision::Quantized,
+            threads: 0,
         }
     }
 }
@@ -87,7 +90,11 @@ impl CandleEngine {
         let shape = KvShape::from_gguf(&content, &arch)?;
         let context_len = shape.context_len.min(MAX_SEQ_LEN);
 
-        let loaded = weights::load(content, &mut file, config.precision).map_err(|e| match e {
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let loaded = weights::load(&content, &mut file, config.precision, threads).map_err(|e| match e {
             EngineError::Load(msg) => EngineError::Load(format!("{}: {msg}", path.display())),
             other => other,
         })?;
@@ -117,7 +124,7 @@ impl CandleEngine {
         )
         .map_err(|e| EngineError::Load(format!("starting the inference thread: {e}")))?;
         tracing::info!(
-            model.id = %model_id, context_len, max_sequences, precision = ?config.precision,
+            model.id = %model_id, context_len, max_sequences, threads, precision = ?config.precision,
             "model loaded"
         );
         Ok(CandleEngine {

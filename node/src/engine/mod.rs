@@ -57,6 +57,8 @@ pub mod template;
 pub mod tokenizer;
 
 #[cfg(test)]
+mod cpu_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod testutil;

@@ -1,14 +1,12 @@
 //! Tests against the real default model (SmolLM2-135M-Instruct Q4_1). They fail, saying how to get
 //! the model, when it is missing. Answers are kept short: this runs on two shared cores.
 
-use std::fs::File;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::gguf_file;
 use candle_core::{D, Device, Tensor};
 
-use super::testutil::{Collected, collect, test_model_path, wait_until};
+use super::testutil::{Collected, candle_f32_reference, collect, test_model_path, wait_until};
 use super::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -48,20 +46,10 @@ fn ask(question: &str, max_tokens: u32) -> GenerateRequest {
     )
 }
 
-/// Greedy decoding written out plainly with candle (whole prompt in one pass, then one token at
-/// a time), to check the engine against.
-fn reference_greedy(
-    precision: Precision,
-    prompt: &[u32],
-    max_tokens: usize,
-    is_end: impl Fn(u32) -> bool,
-) -> Vec<u32> {
-    let path = test_model_path();
-    let mut file = File::open(&path).expect("open model");
-    let content = gguf_file::Content::read(&mut file).expect("read GGUF");
-    let mut model = weights::load(content, &mut file, precision)
-        .expect("weights")
-        .model;
+/// Greedy decoding written out plainly with candle's own llama over the dequantized weights
+/// (whole prompt in one pass, then one token at a time), to check the engine against.
+fn reference_greedy(prompt: &[u32], max_tokens: usize, is_end: impl Fn(u32) -> bool) -> Vec<u32> {
+    let mut model = candle_f32_reference();
     let argmax = |logits: Tensor| -> u32 {
         logits
             .squeeze(0)
@@ -99,7 +87,7 @@ async fn greedy_matches_reference(engine: &CandleEngine, precision: Precision) -
         .expect("encode");
     assert_eq!(got.summary().prompt_tokens as usize, prompt.len());
     let is_end = |t| engine.tokenizer().is_end_of_turn(t);
-    let reference = reference_greedy(precision, &prompt, 24, is_end);
+    let reference = reference_greedy(&prompt, 24, is_end);
     let text = got.text();
     assert_eq!(
         text,
@@ -113,9 +101,11 @@ async fn greedy_matches_reference(engine: &CandleEngine, precision: Precision) -
 
 #[tokio::test]
 async fn greedy_stream_equals_plain_candle_decoding() {
-    // Quantized activations flip a near tie on the first token ("L" over "The"): the quantized
-    // answer is not about Paris, but it must be exactly what candle's own greedy loop produces.
-    greedy_matches_reference(&shared(), Precision::Quantized).await;
+    // The weights stay quantized but the activations are f32, so the answer is token for token
+    // candle's greedy answer over the dequantized model: Paris. (8-bit activations, as candle's
+    // and llama.cpp's quantized matmuls use, flip a near tie on the first token to "L'Étoile".)
+    let text = greedy_matches_reference(&shared(), Precision::Quantized).await;
+    assert!(text.contains("Paris"), "answer: {text:?}");
 }
 
 #[tokio::test]
@@ -211,15 +201,9 @@ async fn resume_at_f32_continues_the_same_answer() {
 }
 
 #[tokio::test]
-async fn resume_quantized_continues_the_partial_answer() {
-    // Prompt-pass and token-by-token numerics differ slightly when quantized, so the
-    // continuation may take another turn of phrase; it must continue, not restart.
-    let (full, _, rest) = resume_half_way(&shared()).await;
-    let first_word = full.split_whitespace().next().unwrap_or_default();
-    assert!(
-        !rest.trim_start().starts_with(first_word),
-        "restarted: {rest:?}"
-    );
+async fn resume_quantized_continues_the_same_answer() {
+    let (full, half, rest) = resume_half_way(&shared()).await;
+    assert_eq!(format!("{half}{rest}"), full);
 }
 
 #[tokio::test]

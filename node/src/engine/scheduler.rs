@@ -1,6 +1,7 @@
 //! The inference thread: one OS thread per engine, off the async runtime, that takes jobs from a
-//! channel, keeps up to `max_sequences` answers in flight and advances them in turn, one forward
-//! pass each, so several answers stream at once. A panic in the model fails that answer only.
+//! channel, keeps up to `max_sequences` answers in flight and advances them all with one forward
+//! pass per step (continuous batching: answers join and leave between steps, prompts are fed in
+//! chunks beside the others' next tokens). A panic in the model fails that answer only.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -14,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
+use super::FinishReason;
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -54,7 +56,7 @@ pub struct SchedulerHandle {
 }
 
 impl SchedulerHandle {
-    /// Starts the thread. `base` is cloned for every sequence.
+    /// Starts the thread. Every sequence gets a fresh `base.new_state()`.
     pub fn spawn<M: StepModel>(
         name: &str,
         base: M,
@@ -118,14 +120,14 @@ impl SchedulerHandle {
     }
 }
 
-struct Worker<M> {
+struct Worker<M: StepModel> {
     base: M,
     tokenizer: Arc<GgufTokenizer>,
     template: Arc<ChatTemplate>,
     config: SchedulerConfig,
     stats: GenMetrics,
     counters: Arc<Counters>,
-    active: Vec<Sequence<M>>,
+    active: Vec<Sequence<M::State>>,
     waiting: VecDeque<Admitted>,
 }
 
@@ -220,11 +222,11 @@ impl<M: StepModel> Worker<M> {
             self.counters.queued.fetch_sub(1, Ordering::SeqCst);
             self.counters.active.fetch_add(1, Ordering::SeqCst);
             tracing::debug!(prompt_tokens = req.prompt.len(), "sequence started");
-            self.active.push(Sequence::new(self.base.clone(), req));
+            self.active.push(Sequence::new(self.base.new_state(), req));
         }
     }
 
-    /// One forward pass for every active sequence, in admission order.
+    /// One forward pass for every active sequence, then each samples its next token.
     fn step_all(&mut self) {
         let limits = StepLimits {
             context_len: self.config.context_len,
@@ -232,33 +234,59 @@ impl<M: StepModel> Worker<M> {
         };
         let mut i = 0;
         while i < self.active.len() {
+            if self.active[i].is_cancelled() {
+                self.remove(i).finish(FinishReason::Cancelled, &self.stats);
+            } else {
+                i += 1;
+            }
+        }
+        if self.active.is_empty() {
+            return;
+        }
+        let results = self.forward_all(limits);
+        // Back to front, so removing one leaves the indices still to visit in place.
+        for (i, result) in results.into_iter().enumerate().rev() {
             let seq = &mut self.active[i];
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                seq.step(&self.tokenizer, limits, &self.stats)
-            }));
+            let outcome = result.and_then(|logits| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    seq.advance(&logits, &self.tokenizer, limits, &self.stats)
+                }))
+                .unwrap_or_else(|panic| Err(panic_error("sampling", panic)))
+            });
             match outcome {
-                Ok(Ok(None)) => {
-                    i += 1;
-                    continue;
-                }
-                Ok(Ok(Some(reason))) => {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
                     tracing::debug!(?reason, "sequence finished");
                     self.remove(i).finish(reason, &self.stats);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(error = %e, "generation failed");
-                    self.remove(i).fail(e);
-                }
-                Err(panic) => {
-                    let e = panic_error("inference", panic);
-                    tracing::error!(error = %e, "generation panicked");
                     self.remove(i).fail(e);
                 }
             }
         }
     }
 
-    fn remove(&mut self, i: usize) -> Sequence<M> {
+    /// The batched pass, as one logits result per active sequence. If the pass fails, each
+    /// sequence is fed again alone (passes may be retried), so only the answers that fail on
+    /// their own fail.
+    fn forward_all(&mut self, limits: StepLimits) -> Vec<Result<Vec<f32>, EngineError>> {
+        let n = self.active.len();
+        let base = &self.base;
+        let mut feeds: Vec<_> = self.active.iter_mut().map(|s| s.feed(limits)).collect();
+        match run_pass(base, &mut feeds) {
+            Ok(logits) => return logits.into_iter().map(Ok).collect(),
+            Err(e) if n == 1 => return vec![Err(e)],
+            Err(e) => tracing::warn!(error = %e, sequences = n, "batched pass failed; retrying each alone"),
+        }
+        drop(feeds);
+        self.active
+            .iter_mut()
+            .map(|s| run_pass(base, &mut [s.feed(limits)]).map(|mut l| l.remove(0)))
+            .collect()
+    }
+
+    fn remove(&mut self, i: usize) -> Sequence<M::State> {
         self.counters.active.fetch_sub(1, Ordering::SeqCst);
         self.active.remove(i)
     }
@@ -273,6 +301,23 @@ impl<M: StepModel> Worker<M> {
         self.counters.active.store(0, Ordering::SeqCst);
         self.counters.queued.store(0, Ordering::SeqCst);
         tracing::debug!("inference thread stopped");
+    }
+}
+
+/// One forward pass, with panics and a wrong number of results turned into errors.
+fn run_pass<M: StepModel>(
+    model: &M,
+    feeds: &mut [super::sequence::Feed<'_, M::State>],
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let n = feeds.len();
+    match catch_unwind(AssertUnwindSafe(|| model.forward(feeds))) {
+        Ok(Ok(logits)) if logits.len() == n => Ok(logits),
+        Ok(Ok(logits)) => Err(EngineError::Inference(format!(
+            "the model returned {} results for {n} sequences",
+            logits.len()
+        ))),
+        Ok(Err(e)) => Err(EngineError::Inference(e)),
+        Err(panic) => Err(panic_error("inference", panic)),
     }
 }
 

@@ -4,9 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use candle_core::{Device, Tensor};
-
 use super::*;
+use crate::engine::sequence::Feed;
 use crate::engine::testutil::{collect, tiny_byte_ids, tiny_tokenizer, wait_until};
 use crate::engine::{ChatMessage, FinishReason, Role, SamplingParams};
 
@@ -14,12 +13,11 @@ const LIMIT: Duration = Duration::from_secs(10);
 const EOS: u32 = 1;
 
 /// Call `k` of a sequence returns logits that make greedy sampling pick `script[k]` (EOS after
-/// the end); calls are logged as (tokens, pos).
+/// the end); calls are logged as (tokens, pos). A retried call (same position again) counts once.
 #[derive(Clone)]
 struct Scripted {
     script: Arc<Vec<u32>>,
     vocab: usize,
-    calls: usize,
     delay: Duration,
     panic_on_call: Option<usize>,
     fail_on_call: Option<usize>,
@@ -31,7 +29,6 @@ impl Scripted {
         Scripted {
             script: Arc::new(answer_ids),
             vocab: tiny_tokenizer().vocab_size(),
-            calls: 0,
             delay: Duration::ZERO,
             panic_on_call: None,
             fail_on_call: None,
@@ -44,15 +41,25 @@ impl Scripted {
     }
 }
 
-impl StepModel for Scripted {
-    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, String> {
+/// A sequence of [`Scripted`]: calls made, and the position of the last.
+#[derive(Default)]
+struct Calls {
+    made: usize,
+    last_pos: Option<usize>,
+}
+
+impl Scripted {
+    fn step(&self, tokens: &[u32], pos: usize, calls: &mut Calls) -> Result<Vec<f32>, String> {
         std::thread::sleep(self.delay);
         self.log
             .lock()
             .map_err(|e| e.to_string())?
             .push((tokens.len(), pos));
-        let call = self.calls;
-        self.calls += 1;
+        if calls.last_pos != Some(pos) {
+            calls.made += 1;
+            calls.last_pos = Some(pos);
+        }
+        let call = calls.made - 1;
         if self.panic_on_call == Some(call) {
             panic!("scripted panic");
         }
@@ -60,10 +67,27 @@ impl StepModel for Scripted {
             return Err("scripted failure".into());
         }
         let next = self.script.get(call).copied().unwrap_or(EOS) as usize;
-        let logits: Vec<f32> = (0..self.vocab)
+        Ok((0..self.vocab)
             .map(|i| if i == next { 10.0 } else { 0.0 })
-            .collect();
-        Tensor::new(logits, &Device::Cpu).map_err(|e| e.to_string())
+            .collect())
+    }
+}
+
+impl StepModel for Scripted {
+    type State = Calls;
+
+    fn new_state(&self) -> Calls {
+        Calls::default()
+    }
+
+    fn forward(&self, batch: &mut [Feed<'_, Calls>]) -> Result<Vec<Vec<f32>>, String> {
+        batch
+            .iter_mut()
+            .map(|f| {
+                let logits = self.step(f.tokens, f.pos, f.state)?;
+                Ok(if f.logits { logits } else { Vec::new() })
+            })
+            .collect()
     }
 }
 

@@ -12,21 +12,47 @@ use super::stats::GenMetrics;
 use super::tokenizer::GgufTokenizer;
 use super::{EngineError, FinishReason, GenEvent, GenSummary, SamplingParams};
 
-/// A model the scheduler can drive: cloning gives an independent sequence state (KV cache) that
-/// shares the weights.
-pub trait StepModel: Clone + Send + 'static {
-    /// Feeds `tokens`, which occupy positions `pos..pos + tokens.len()`, and returns the logits
-    /// (one-dimensional, one per vocabulary entry) for the token after the last of them.
-    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, String>;
+/// A model the scheduler can drive: one forward pass advances several sequences, each with its
+/// own state (KV cache), over weights they all share.
+pub trait StepModel: Send + 'static {
+    type State: Send;
+
+    /// A fresh sequence state (empty cache).
+    fn new_state(&self) -> Self::State;
+
+    /// Feeds every entry's `tokens` at positions `pos..pos + tokens.len()` of its state, in one
+    /// pass. Returns, per entry, the logits (one per vocabulary entry) for the token after its
+    /// last one, or an empty vector where the entry did not ask for them. A pass that fails may
+    /// be retried from the same positions.
+    fn forward(&self, batch: &mut [Feed<'_, Self::State>]) -> Result<Vec<Vec<f32>>, String>;
 }
 
-impl StepModel for candle_transformers::models::quantized_llama::ModelWeights {
-    fn step(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor, String> {
-        let mut run = || -> candle_core::Result<Tensor> {
-            let input = Tensor::new(tokens, &candle_core::Device::Cpu)?.unsqueeze(0)?;
-            self.forward(&input, pos)?.squeeze(0)
-        };
-        run().map_err(|e| e.to_string())
+/// One sequence's part of a forward pass.
+pub struct Feed<'a, S> {
+    pub tokens: &'a [u32],
+    pub pos: usize,
+    pub state: &'a mut S,
+    pub logits: bool,
+}
+
+impl StepModel for orrery_cpu::Llama {
+    type State = orrery_cpu::KvCache;
+
+    fn new_state(&self) -> Self::State {
+        self.new_cache()
+    }
+
+    fn forward(&self, batch: &mut [Feed<'_, Self::State>]) -> Result<Vec<Vec<f32>>, String> {
+        let mut feeds: Vec<orrery_cpu::Feed<'_>> = batch
+            .iter_mut()
+            .map(|f| orrery_cpu::Feed {
+                tokens: f.tokens,
+                pos: f.pos,
+                cache: &mut *f.state,
+                logits: f.logits,
+            })
+            .collect();
+        orrery_cpu::Llama::forward(self, &mut feeds)
     }
 }
 
@@ -66,30 +92,30 @@ pub struct StepLimits {
     pub prefill_chunk: usize,
 }
 
-pub struct Sequence<M> {
-    model: M,
+pub struct Sequence<S> {
+    state: S,
     req: Admitted,
     prefilled: usize,
     /// Tokens in the KV cache.
     pos: usize,
     /// Last sampled token, the next step's input.
-    last: u32,
+    last: [u32; 1],
     generated: u32,
     sampler: Sampler,
     stream: TextStream,
     first_token: Option<Instant>,
 }
 
-impl<M: StepModel> Sequence<M> {
-    pub fn new(model: M, req: Admitted) -> Self {
+impl<S> Sequence<S> {
+    pub fn new(state: S, req: Admitted) -> Self {
         Sequence {
             sampler: Sampler::new(&req.params),
             stream: TextStream::new(&req.params.stop),
-            model,
+            state,
             req,
             prefilled: 0,
             pos: 0,
-            last: 0,
+            last: [0],
             generated: 0,
             first_token: None,
         }
@@ -99,40 +125,51 @@ impl<M: StepModel> Sequence<M> {
         self.req.is_cancelled()
     }
 
-    /// One forward pass: a chunk of the prompt, or one new token. Returns why the answer ended,
-    /// if it did; the caller then calls [`Self::finish`].
-    pub fn step(
+    /// This sequence's part of the next pass: a chunk of the prompt, or its last token.
+    pub fn feed(&mut self, limits: StepLimits) -> Feed<'_, S> {
+        let prompt_len = self.req.prompt.len();
+        if self.prefilled < prompt_len {
+            let end = (self.prefilled + limits.prefill_chunk.max(1)).min(prompt_len);
+            Feed {
+                tokens: &self.req.prompt[self.prefilled..end],
+                pos: self.prefilled,
+                state: &mut self.state,
+                logits: end == prompt_len,
+            }
+        } else {
+            Feed {
+                tokens: &self.last,
+                pos: self.pos,
+                state: &mut self.state,
+                logits: true,
+            }
+        }
+    }
+
+    /// Takes the result of the pass that fed [`Self::feed`]: moves past the fed tokens and, when
+    /// the pass gave logits, samples and emits the next token. Returns why the answer ended, if
+    /// it did; the caller then calls [`Self::finish`].
+    pub fn advance(
         &mut self,
+        logits: &[f32],
         tok: &GgufTokenizer,
         limits: StepLimits,
         stats: &GenMetrics,
     ) -> Result<Option<FinishReason>, EngineError> {
-        if self.is_cancelled() {
-            return Ok(Some(FinishReason::Cancelled));
-        }
         let prompt_len = self.req.prompt.len();
-        let logits = if self.prefilled < prompt_len {
+        if self.prefilled < prompt_len {
             let end = (self.prefilled + limits.prefill_chunk.max(1)).min(prompt_len);
-            let logits = self
-                .model
-                .step(&self.req.prompt[self.prefilled..end], self.prefilled)
-                .map_err(EngineError::Inference)?;
             self.prefilled = end;
             self.pos = end;
             if end < prompt_len {
                 return Ok(None);
             }
             stats.prompt_processed(prompt_len);
-            logits
         } else {
-            let logits = self
-                .model
-                .step(&[self.last], self.pos)
-                .map_err(EngineError::Inference)?;
             self.pos += 1;
-            logits
-        };
-
+        }
+        let logits = Tensor::from_slice(logits, logits.len(), &candle_core::Device::Cpu)
+            .map_err(|e| EngineError::Inference(format!("logits: {e}")))?;
         let token = self.sampler.sample(&logits)?;
         if self.first_token.is_none() {
             let now = Instant::now();
@@ -143,7 +180,7 @@ impl<M: StepModel> Sequence<M> {
             return Ok(Some(FinishReason::Stop));
         }
         self.generated += 1;
-        self.last = token;
+        self.last = [token];
         stats.token_generated();
         match self.stream.push_bytes(tok.token_bytes(token)) {
             Pushed::Text(text) => self.emit(text),

@@ -116,3 +116,72 @@ pub fn tiny_tokenizer() -> GgufTokenizer {
 pub fn tiny_byte_ids(text: &str) -> Vec<u32> {
     text.bytes().map(|b| 2 + u32::from(b)).collect()
 }
+
+/// candle's own quantized llama over the test model with every tensor dequantized to f32: the
+/// plain reference the engine's numerics are checked against.
+pub fn candle_f32_reference() -> candle_transformers::models::quantized_llama::ModelWeights {
+    use candle_core::quantized::gguf_file::Content;
+    let path = test_model_path();
+    let mut file = std::fs::File::open(&path).expect("open model");
+    let content = Content::read(&mut file).expect("read GGUF");
+    let (content, mut data) = dequantize_all(content, &mut file).expect("dequantize");
+    candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut data,
+        &candle_core::Device::Cpu,
+    )
+    .expect("candle loads the f32 model")
+}
+
+/// Rewrites every tensor as f32 into an in-memory GGUF data section: candle then builds plain f32
+/// matmuls for them (it only keeps quantized matmuls for quantized dtypes).
+fn dequantize_all(
+    content: candle_core::quantized::gguf_file::Content,
+    file: &mut std::fs::File,
+) -> Result<
+    (
+        candle_core::quantized::gguf_file::Content,
+        std::io::Cursor<Vec<u8>>,
+    ),
+    EngineError,
+> {
+    use candle_core::Device;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::quantized::gguf_file::{Content, TensorInfo};
+    use std::collections::HashMap;
+    use std::io::Cursor;
+    let err =
+        |name: &str, e: candle_core::Error| EngineError::Load(format!("dequantizing {name}: {e}"));
+    let total: usize = content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.elem_count() * 4)
+        .sum();
+    let mut data = Vec::with_capacity(total);
+    let mut infos = HashMap::with_capacity(content.tensor_infos.len());
+    for (name, info) in &content.tensor_infos {
+        let q = info
+            .read(file, content.tensor_data_offset, &Device::Cpu)
+            .map_err(|e| err(name, e))?;
+        let values: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| err(name, e))?;
+        let offset = data.len() as u64;
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let info = TensorInfo {
+            ggml_dtype: GgmlDType::F32,
+            shape: info.shape.clone(),
+            offset,
+        };
+        infos.insert(name.clone(), info);
+    }
+    let content = Content {
+        magic: content.magic,
+        metadata: content.metadata,
+        tensor_infos: infos,
+        tensor_data_offset: 0,
+    };
+    Ok((content, Cursor::new(data)))
+}
