@@ -151,22 +151,42 @@ impl Matrix {
     }
 }
 
-/// `sums[i] = row · xs[i]` for up to [`GROUP`] tokens.
+/// `sums[i] = row · xs[i]` for up to [`GROUP`] tokens: AVX-512 where the build targets it, else
+/// AVX2, else the scalar loop.
 fn dot_group(format: Format, row: &[u8], xs: &[&[f32]], sums: &mut [f32; GROUP]) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
-    {
-        // SAFETY: the target features are enabled at compile time; lengths are checked by
-        // `Matrix::new` (whole blocks) and the callers (xs rows of `cols`).
-        unsafe {
-            match xs.len() {
-                1 => avx::dot::<1>(format, row, xs, sums),
-                2 => avx::dot::<2>(format, row, xs, sums),
-                3 => avx::dot::<3>(format, row, xs, sums),
-                _ => avx::dot::<4>(format, row, xs, sums),
-            }
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "f16c"))]
+    // SAFETY: the target features are enabled at compile time; lengths are checked by
+    // `Matrix::new` (whole blocks) and the callers (xs rows of `cols`).
+    unsafe {
+        match xs.len() {
+            1 => avx512::dot::<1>(format, row, xs, sums),
+            2 => avx512::dot::<2>(format, row, xs, sums),
+            3 => avx512::dot::<3>(format, row, xs, sums),
+            _ => avx512::dot::<4>(format, row, xs, sums),
         }
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))]
+    // SAFETY: as above.
+    unsafe {
+        match xs.len() {
+            1 => avx::dot::<1>(format, row, xs, sums),
+            2 => avx::dot::<2>(format, row, xs, sums),
+            3 => avx::dot::<3>(format, row, xs, sums),
+            _ => avx::dot::<4>(format, row, xs, sums),
+        }
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    )))]
     scalar::dot(format, row, xs, sums);
 }
 
@@ -225,16 +245,24 @@ pub mod scalar {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    not(target_feature = "avx512f"),
+    target_feature = "avx2",
+    target_feature = "fma",
+    target_feature = "f16c"
+))]
 #[allow(unsafe_op_in_unsafe_fn)] // every function here is one unsafe SIMD expression
 mod avx {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// An f16 scale, broadcast.
     #[inline(always)]
     unsafe fn h(p: *const u8) -> __m256 {
-        let v = f16::from_bits(unsafe { p.cast::<u16>().read_unaligned() }).to_f32();
-        _mm256_set1_ps(v)
+        let bits = p.cast::<u16>().read_unaligned();
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits)));
+        _mm256_broadcastss_ps(v)
     }
 
     /// 16 bytes of nibbles → weights 0..15 (low nibbles) and 16..31 (high), as u8 lanes.
@@ -323,23 +351,147 @@ mod avx {
     ) {
         let bb = format.block_bytes();
         let blocks = row.len() / bb;
-        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        // Constant indices only (blocks in pairs, `N` unrolled), so the accumulators stay in
+        // registers.
+        let mut even = [_mm256_setzero_ps(); N];
+        let mut odd = [_mm256_setzero_ps(); N];
         let xp: [*const f32; N] = std::array::from_fn(|i| xs[i].as_ptr());
-        for b in 0..blocks {
-            let w = unsafe { expand(format, row.as_ptr().add(b * bb)) };
+        #[inline(always)]
+        unsafe fn block<const N: usize>(
+            w: [__m256; 4],
+            xp: &[*const f32; N],
+            at: usize,
+            acc: &mut [__m256; N],
+        ) {
             for n in 0..N {
-                unsafe {
-                    let x = xp[n].add(b * QK);
-                    let p = _mm256_mul_ps(w[0], _mm256_loadu_ps(x));
-                    let p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x.add(8)), p);
-                    let q = _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16)));
-                    let q = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x.add(24)), q);
-                    acc[n][b & 1] = _mm256_add_ps(acc[n][b & 1], _mm256_add_ps(p, q));
-                }
+                let x = xp[n].add(at);
+                let p = _mm256_mul_ps(w[0], _mm256_loadu_ps(x));
+                let p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x.add(8)), p);
+                let q = _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16)));
+                let q = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x.add(24)), q);
+                acc[n] = _mm256_add_ps(acc[n], _mm256_add_ps(p, q));
             }
         }
+        let base = row.as_ptr();
+        let mut b = 0;
+        while b + 1 < blocks {
+            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+            block(expand(format, base.add((b + 1) * bb)), &xp, (b + 1) * QK, &mut odd);
+            b += 2;
+        }
+        if b < blocks {
+            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+        }
         for n in 0..N {
-            sums[n] = unsafe { hsum(_mm256_add_ps(acc[n][0], acc[n][1])) };
+            sums[n] = hsum(_mm256_add_ps(even[n], odd[n]));
+        }
+    }
+}
+
+/// The same kernel sixteen lanes wide: a block is two vectors, and 16 nibbles widen to 16 lanes
+/// in one instruction.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "f16c"))]
+#[allow(unsafe_op_in_unsafe_fn)] // every function here is one unsafe SIMD expression
+mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// An f16 scale, broadcast.
+    #[inline(always)]
+    unsafe fn h(p: *const u8) -> __m512 {
+        let bits = p.cast::<u16>().read_unaligned();
+        _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
+
+    #[inline(always)]
+    unsafe fn u8x16(v: __m128i) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+    }
+
+    /// One block as two vectors of sixteen f32 weights.
+    #[inline(always)]
+    unsafe fn expand(format: Format, p: *const u8) -> [__m512; 2] {
+        match format {
+            Format::F32 => {
+                let f = p.cast::<f32>();
+                [_mm512_loadu_ps(f), _mm512_loadu_ps(f.add(16))]
+            }
+            Format::F16 => {
+                let f = p.cast::<__m256i>();
+                [
+                    _mm512_cvtph_ps(_mm256_loadu_si256(f)),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(f.add(1))),
+                ]
+            }
+            Format::Q4_0 | Format::Q4_1 => {
+                let (d, m, qs) = if format == Format::Q4_0 {
+                    let d = h(p);
+                    (d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)), p.add(2))
+                } else {
+                    (h(p), h(p.add(2)), p.add(4))
+                };
+                let q = _mm_loadu_si128(qs.cast());
+                let mask = _mm_set1_epi8(0x0F);
+                let lo = _mm_and_si128(q, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                [
+                    _mm512_fmadd_ps(u8x16(lo), d, m),
+                    _mm512_fmadd_ps(u8x16(hi), d, m),
+                ]
+            }
+            Format::Q8_0 => {
+                let d = h(p);
+                let q = p.add(2).cast::<__m128i>();
+                [
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d),
+                    _mm512_mul_ps(
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(1)))),
+                        d,
+                    ),
+                ]
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn block<const N: usize>(
+        w: [__m512; 2],
+        xp: &[*const f32; N],
+        at: usize,
+        acc: &mut [__m512; N],
+    ) {
+        for n in 0..N {
+            let x = xp[n].add(at);
+            let p = _mm512_mul_ps(w[0], _mm512_loadu_ps(x));
+            acc[n] = _mm512_add_ps(acc[n], _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x.add(16)), p));
+        }
+    }
+
+    /// `sums[i] = row · xs[i]` for `N` tokens, even and odd blocks in separate accumulators.
+    #[inline(always)]
+    pub unsafe fn dot<const N: usize>(
+        format: Format,
+        row: &[u8],
+        xs: &[&[f32]],
+        sums: &mut [f32; GROUP],
+    ) {
+        let bb = format.block_bytes();
+        let blocks = row.len() / bb;
+        let mut even = [_mm512_setzero_ps(); N];
+        let mut odd = [_mm512_setzero_ps(); N];
+        let xp: [*const f32; N] = std::array::from_fn(|i| xs[i].as_ptr());
+        let base = row.as_ptr();
+        let mut b = 0;
+        while b + 1 < blocks {
+            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+            block(expand(format, base.add((b + 1) * bb)), &xp, (b + 1) * QK, &mut odd);
+            b += 2;
+        }
+        if b < blocks {
+            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+        }
+        for n in 0..N {
+            sums[n] = _mm512_reduce_add_ps(_mm512_add_ps(even[n], odd[n]));
         }
     }
 }

@@ -1,0 +1,47 @@
+//! Quick engine speed check for profiling (the benchmark of record is `bench/run engine`):
+//! `cargo run --release -p orrery-cpu --example speed -- MODEL.gguf [threads] [batch]`
+//! prints prompt tokens/s (one 64-token pass) and decode tokens/s (`batch` sequences stepping
+//! together).
+
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file::Content;
+use orrery_cpu::{Feed, Llama};
+
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: speed MODEL.gguf [threads] [batch]")?;
+    let threads: usize = args.next().map_or(Ok(2), |a| a.parse()).map_err(|e| format!("{e}"))?;
+    let batch: usize = args.next().map_or(Ok(1), |a| a.parse()).map_err(|e| format!("{e}"))?;
+    let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let content = Content::read(&mut file).map_err(|e| e.to_string())?;
+    let model = Llama::from_gguf(&content, &mut file, threads, false)?;
+    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 7).collect();
+    let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let mut feeds = [Feed { tokens: &prompt, pos: 0, cache: &mut caches[0], logits: true }];
+        model.forward(&mut feeds)?;
+        println!("prompt: {:.1} tok/s", prompt.len() as f64 / t0.elapsed().as_secs_f64());
+    }
+    for c in caches.iter_mut().skip(1) {
+        model.forward(&mut [Feed { tokens: &prompt, pos: 0, cache: c, logits: true }])?;
+    }
+    let steps = 64;
+    let t0 = Instant::now();
+    for s in 0..steps {
+        let tok = [500u32 + s as u32];
+        let mut feeds: Vec<Feed> = caches
+            .iter_mut()
+            .map(|c| Feed { tokens: &tok, pos: prompt.len() + s, cache: c, logits: true })
+            .collect();
+        model.forward(&mut feeds)?;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    println!(
+        "decode x{batch}: {:.1} tok/s per sequence, {:.1} tok/s in all",
+        steps as f64 / dt,
+        (steps * batch) as f64 / dt
+    );
+    Ok(())
+}
