@@ -125,6 +125,9 @@ impl AskService {
             .memo(crate::ask_records::memo(&input))
             .maybe_search_attributes(self.user_search.attributes(&input.user))
             .priority(crate::ask_records::temporal_priority(&input.priority))
+            // The start call hands the first workflow task straight to this node's own worker
+            // (when it has a free slot), saving a round trip through the task queue.
+            .enable_eager_workflow_start(true)
             .build();
         tracing::info!(request.id = %id, workflow.id = %id, user = %input.user,
                        model.id = %input.model, priority = ?input.priority, "starting ask");

@@ -14,8 +14,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
-    WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, LocalActivityOptions, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 /// Failure types that mean the request itself is at fault: no other node would do better.
@@ -25,6 +25,9 @@ pub const NO_CAPACITY: &str = "NoCapacity";
 
 /// How many placements one ask may try before it fails.
 const MAX_PLACEMENTS: u32 = 4;
+
+/// Patch marker: this history runs plan as a local activity.
+const PLAN_LOCALLY: &str = "plan-local-activity";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,25 +147,41 @@ impl AskWorkflow {
         let mut last_error = String::new();
         for attempt in 1..=MAX_PLACEMENTS {
             ctx.state_mut(|s| s.stage = AskStage::Planning);
-            let plan = ctx
-                .execute_activity(
+            let plan_input = PlanInput {
+                request_id: input.request_id.clone(),
+                model: input.model.clone(),
+                origin: input.origin.clone(),
+                excluded: excluded.clone(),
+            };
+            let plan_retry = RetryPolicy::builder()
+                .maximum_attempts(20)
+                .maximum_interval(Duration::from_secs(2))
+                .build();
+            // Plan is short and its answer is recorded as a marker: as a local activity it runs
+            // inside the workflow task, on the worker that holds the workflow, and saves the trips
+            // through the server that an activity costs (schedule, dispatch, completion, a new
+            // workflow task) on every ask's way to its first token. Histories started before
+            // this change replay the activity they recorded.
+            let plan = if ctx.patched(PLAN_LOCALLY) {
+                ctx.execute_local_activity(
                     ClusterActivities::plan,
-                    PlanInput {
-                        request_id: input.request_id.clone(),
-                        model: input.model.clone(),
-                        origin: input.origin.clone(),
-                        excluded: excluded.clone(),
-                    },
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(
-                            RetryPolicy::builder()
-                                .maximum_attempts(20)
-                                .maximum_interval(Duration::from_secs(2))
-                                .build(),
-                        )
+                    plan_input,
+                    LocalActivityOptions::builder()
+                        .start_to_close_timeout(Duration::from_secs(30))
+                        .retry_policy(plan_retry)
                         .build(),
                 )
-                .await;
+                .await
+            } else {
+                ctx.execute_activity(
+                    ClusterActivities::plan,
+                    plan_input,
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                        .retry_policy(plan_retry)
+                        .build(),
+                )
+                .await
+            };
             let (node, model) = match plan {
                 Ok(p) => (p.node, p.model),
                 Err(e) => {

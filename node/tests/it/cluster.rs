@@ -170,13 +170,11 @@ async fn killing_the_generating_node_mid_answer_resumes_on_another_without_repea
         history.iter().any(|e| e.contains("ActivityTaskTimedOut")),
         "{history:?}"
     );
-    assert!(
-        history
-            .iter()
-            .filter(|e| e.contains("ActivityTaskScheduled"))
-            .count()
-            >= 4
-    );
+    // Two placements: each a plan (a local activity, recorded as a marker, after the marker of
+    // the plan-local-activity patch) and a generate activity.
+    let count = |kind: &str| history.iter().filter(|e| e.contains(kind)).count();
+    assert!(count("ActivityTaskScheduled") >= 2, "{history:?}");
+    assert!(count("MarkerRecorded") >= 3, "{history:?}");
 
     // Restarted, the node rejoins and takes work again.
     let back = mesh.node(victim + 1, &synthetic(true, 4, 20)).await;
