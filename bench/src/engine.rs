@@ -2,8 +2,8 @@
 //! llama.cpp's `llama-bench` on the same GGUF at 1 and 2 threads, with load time, peak memory and
 //! the memory-bandwidth limit beside them.
 //!
-//! Each Orrery measurement runs in a child process of this binary (`ORRERY_BENCH_PROBE`): candle's
-//! thread count is read once per process from `RAYON_NUM_THREADS`, and a fresh process gives an
+//! Each Orrery measurement runs in a child process of this binary (`ORRERY_BENCH_PROBE`) with its
+//! thread count in `ORRERY_ENGINE_THREADS`, and a fresh process gives an
 //! honest load time and peak RSS.
 
 use crate::peer::Peer;
@@ -106,6 +106,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
             // The whole prompt in one forward pass, as llama-bench does.
             prefill_chunk: 4096,
             precision: spec.precision,
+            threads: 0,
         }
     };
     let engine = CandleEngine::load_with(&spec.model, "bench", config)?;
@@ -203,7 +204,7 @@ pub fn probe(spec: &ProbeSpec, threads: usize) -> anyhow::Result<ProbeResult> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .env(PROBE_ENV, serde_json::to_string(spec)?)
-        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env(orrery::engine::THREADS_ENV, threads.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;

@@ -118,7 +118,11 @@ fn main() -> anyhow::Result<()> {
     let mut results = report::Results {
         schema: 1,
         machine: machine::Machine::describe(),
-        model: model.display().to_string(),
+        // The file name only: a machine's paths do not belong in the committed results.
+        model: model.file_name().map_or_else(
+            || model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         load_average_start: machine::load_average(),
         load_average_end: String::new(),
         contention: Vec::new(),

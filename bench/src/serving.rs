@@ -98,7 +98,7 @@ pub async fn run(
             ip: "127.0.0.1",
             config: &config,
             mesh: None,
-            env: &[("RAYON_NUM_THREADS", a.threads.to_string())],
+            env: &[(orrery::engine::THREADS_ENV, a.threads.to_string())],
         })
         .await?;
     let urls = vec![node.ws_url()];

@@ -10,9 +10,17 @@ use orrery_cpu::{Feed, Llama};
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: speed MODEL.gguf [threads] [batch]")?;
-    let threads: usize = args.next().map_or(Ok(2), |a| a.parse()).map_err(|e| format!("{e}"))?;
-    let batch: usize = args.next().map_or(Ok(1), |a| a.parse()).map_err(|e| format!("{e}"))?;
+    let path = args
+        .next()
+        .ok_or("usage: speed MODEL.gguf [threads] [batch]")?;
+    let threads: usize = args
+        .next()
+        .map_or(Ok(2), |a| a.parse())
+        .map_err(|e| format!("{e}"))?;
+    let batch: usize = args
+        .next()
+        .map_or(Ok(1), |a| a.parse())
+        .map_err(|e| format!("{e}"))?;
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     let content = Content::read(&mut file).map_err(|e| e.to_string())?;
     let model = Llama::from_gguf(&content, &mut file, threads, false)?;
@@ -20,12 +28,25 @@ fn main() -> Result<(), String> {
     let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
     for _ in 0..2 {
         let t0 = Instant::now();
-        let mut feeds = [Feed { tokens: &prompt, pos: 0, cache: &mut caches[0], logits: true }];
+        let mut feeds = [Feed {
+            tokens: &prompt,
+            pos: 0,
+            cache: &mut caches[0],
+            logits: true,
+        }];
         model.forward(&mut feeds)?;
-        println!("prompt: {:.1} tok/s", prompt.len() as f64 / t0.elapsed().as_secs_f64());
+        println!(
+            "prompt: {:.1} tok/s",
+            prompt.len() as f64 / t0.elapsed().as_secs_f64()
+        );
     }
     for c in caches.iter_mut().skip(1) {
-        model.forward(&mut [Feed { tokens: &prompt, pos: 0, cache: c, logits: true }])?;
+        model.forward(&mut [Feed {
+            tokens: &prompt,
+            pos: 0,
+            cache: c,
+            logits: true,
+        }])?;
     }
     let steps = 64;
     let t0 = Instant::now();
@@ -33,7 +54,12 @@ fn main() -> Result<(), String> {
         let tok = [500u32 + s as u32];
         let mut feeds: Vec<Feed> = caches
             .iter_mut()
-            .map(|c| Feed { tokens: &tok, pos: prompt.len() + s, cache: c, logits: true })
+            .map(|c| Feed {
+                tokens: &tok,
+                pos: prompt.len() + s,
+                cache: c,
+                logits: true,
+            })
             .collect();
         model.forward(&mut feeds)?;
     }

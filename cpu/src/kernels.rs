@@ -5,14 +5,25 @@
 //! to f32 in registers, block by block, so a token reads each weight byte once and the numerics
 //! are those of the dequantized f32 model (the activations are never quantized). With AVX2+FMA
 //! (chosen at compile time, like candle's kernels) a block is 4 vectors of 8; elsewhere a scalar
-//! loop computes the same sums. Up to [`GROUP`] tokens share each expanded block; longer batches
-//! expand a row once into a scratch buffer and stream it from L1.
+//! loop computes the same sums. Up to [`GROUP`] tokens share each expanded block.
 
 use half::f16;
 
 /// Weights per block in every supported format.
 pub const QK: usize = 32;
-/// Tokens that share one pass over a row.
+/// Tokens that share one pass over a row: as many as the vector registers hold accumulators for
+/// (two per token).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+))]
+pub const GROUP: usize = 8;
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+)))]
 pub const GROUP: usize = 4;
 
 /// Storage format of a matrix's rows.
@@ -29,14 +40,33 @@ pub enum Format {
 }
 
 impl Format {
-    /// Bytes of one block of [`QK`] weights.
-    pub const fn block_bytes(self) -> usize {
+    /// Bytes of one block of [`QK`] weights in the file.
+    pub const fn file_block_bytes(self) -> usize {
         match self {
             Format::F32 => 4 * QK,
             Format::F16 => 2 * QK,
             Format::Q4_0 => 2 + QK / 2,
             Format::Q4_1 => 4 + QK / 2,
             Format::Q8_0 => 2 + QK,
+        }
+    }
+
+    /// Bytes of one block in memory: the file block with its f16 scales widened to f32 at load,
+    /// so the kernels broadcast them straight from memory instead of converting every time.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            Format::F32 | Format::F16 => self.file_block_bytes(),
+            Format::Q4_0 | Format::Q8_0 => self.file_block_bytes() + 2,
+            Format::Q4_1 => self.file_block_bytes() + 4,
+        }
+    }
+
+    /// Bytes of f16 scales at the start of a file block.
+    const fn scale_bytes(self) -> usize {
+        match self {
+            Format::F32 | Format::F16 => 0,
+            Format::Q4_0 | Format::Q8_0 => 2,
+            Format::Q4_1 => 4,
         }
     }
 }
@@ -56,18 +86,31 @@ impl std::fmt::Debug for Matrix {
 }
 
 impl Matrix {
-    /// Wraps file bytes. `cols` must be a multiple of [`QK`] and `data` exactly the matrix.
+    /// Takes file bytes. `cols` must be a multiple of [`QK`] and `data` exactly the matrix.
     pub fn new(rows: usize, cols: usize, format: Format, data: Vec<u8>) -> Result<Self, String> {
         if cols % QK != 0 {
             return Err(format!("{cols} columns is not a multiple of {QK}"));
         }
-        let want = rows * cols / QK * format.block_bytes();
+        let want = rows * cols / QK * format.file_block_bytes();
         if data.len() != want {
             return Err(format!(
                 "{rows}x{cols} {format:?} needs {want} bytes, got {}",
                 data.len()
             ));
         }
+        let data = if format.scale_bytes() == 0 {
+            data
+        } else {
+            let sb = format.scale_bytes();
+            let mut wide = Vec::with_capacity(rows * cols / QK * format.block_bytes());
+            for block in data.chunks_exact(format.file_block_bytes()) {
+                for s in block[..sb].chunks_exact(2) {
+                    wide.extend(f16::from_le_bytes([s[0], s[1]]).to_f32().to_le_bytes());
+                }
+                wide.extend_from_slice(&block[sb..]);
+            }
+            wide
+        };
         Ok(Matrix {
             rows,
             cols,
@@ -110,7 +153,7 @@ impl Matrix {
     }
 
     /// For each of the `x.len() / cols` tokens `t` and each row `r` in `rows`:
-    /// `out[t * out_stride + r] = row r · x[t]`. `scratch` holds at least `cols` floats.
+    /// `out[t * out_stride + r] = row r · x[t]`.
     ///
     /// # Safety
     /// `out` must be valid for writes at every such index, and no other thread may touch those
@@ -121,26 +164,15 @@ impl Matrix {
         x: &[f32],
         out: *mut f32,
         out_stride: usize,
-        scratch: &mut [f32],
     ) {
         let tokens = x.len() / self.cols;
         let xs: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
-        let expand_once = tokens > 2 * GROUP && self.format != Format::F32;
+        debug_assert_eq!(tokens * self.cols, x.len());
         for r in rows {
             let row = self.row(r);
-            let (src, fmt) = if expand_once {
-                self.dequantize_row(r, scratch);
-                // SAFETY: reinterpreting initialised f32s as their bytes.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts(scratch.as_ptr().cast::<u8>(), self.cols * 4)
-                };
-                (bytes, Format::F32)
-            } else {
-                (row, self.format)
-            };
             for (g, group) in xs.chunks(GROUP).enumerate() {
                 let mut sums = [0f32; GROUP];
-                dot_group(fmt, src, group, &mut sums);
+                dot_group(self.format, row, group, &mut sums);
                 for (i, s) in sums.iter().take(group.len()).enumerate() {
                     let t = g * GROUP + i;
                     // SAFETY: in bounds and exclusive by the caller's contract.
@@ -154,7 +186,11 @@ impl Matrix {
 /// `sums[i] = row · xs[i]` for up to [`GROUP`] tokens: AVX-512 where the build targets it, else
 /// AVX2, else the scalar loop.
 fn dot_group(format: Format, row: &[u8], xs: &[&[f32]], sums: &mut [f32; GROUP]) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "f16c"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "f16c"
+    ))]
     // SAFETY: the target features are enabled at compile time; lengths are checked by
     // `Matrix::new` (whole blocks) and the callers (xs rows of `cols`).
     unsafe {
@@ -162,7 +198,11 @@ fn dot_group(format: Format, row: &[u8], xs: &[&[f32]], sums: &mut [f32; GROUP])
             1 => avx512::dot::<1>(format, row, xs, sums),
             2 => avx512::dot::<2>(format, row, xs, sums),
             3 => avx512::dot::<3>(format, row, xs, sums),
-            _ => avx512::dot::<4>(format, row, xs, sums),
+            4 => avx512::dot::<4>(format, row, xs, sums),
+            5 => avx512::dot::<5>(format, row, xs, sums),
+            6 => avx512::dot::<6>(format, row, xs, sums),
+            7 => avx512::dot::<7>(format, row, xs, sums),
+            _ => avx512::dot::<8>(format, row, xs, sums),
         }
     }
     #[cfg(all(
@@ -196,6 +236,7 @@ pub mod scalar {
 
     pub fn expand(format: Format, b: &[u8], out: &mut [f32; QK]) {
         let h = |i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+        let f = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         match format {
             Format::F32 => {
                 for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
@@ -208,23 +249,23 @@ pub mod scalar {
                 }
             }
             Format::Q4_0 => {
-                let d = h(0);
+                let d = f(0);
                 for j in 0..QK / 2 {
-                    out[j] = d * (f32::from(b[2 + j] & 0x0F) - 8.0);
-                    out[j + QK / 2] = d * (f32::from(b[2 + j] >> 4) - 8.0);
+                    out[j] = d * (f32::from(b[4 + j] & 0x0F) - 8.0);
+                    out[j + QK / 2] = d * (f32::from(b[4 + j] >> 4) - 8.0);
                 }
             }
             Format::Q4_1 => {
-                let (d, m) = (h(0), h(2));
+                let (d, m) = (f(0), f(4));
                 for j in 0..QK / 2 {
-                    out[j] = d * f32::from(b[4 + j] & 0x0F) + m;
-                    out[j + QK / 2] = d * f32::from(b[4 + j] >> 4) + m;
+                    out[j] = d * f32::from(b[8 + j] & 0x0F) + m;
+                    out[j + QK / 2] = d * f32::from(b[8 + j] >> 4) + m;
                 }
             }
             Format::Q8_0 => {
-                let d = h(0);
+                let d = f(0);
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = d * f32::from(b[2 + j] as i8);
+                    *o = d * f32::from(b[4 + j] as i8);
                 }
             }
         }
@@ -257,12 +298,10 @@ mod avx {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// An f16 scale, broadcast.
+    /// A block's f32 scale, broadcast.
     #[inline(always)]
     unsafe fn h(p: *const u8) -> __m256 {
-        let bits = p.cast::<u16>().read_unaligned();
-        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits)));
-        _mm256_broadcastss_ps(v)
+        _mm256_set1_ps(p.cast::<f32>().read_unaligned())
     }
 
     /// 16 bytes of nibbles → weights 0..15 (low nibbles) and 16..31 (high), as u8 lanes.
@@ -307,9 +346,9 @@ mod avx {
                 Format::Q4_0 | Format::Q4_1 => {
                     let (d, m, qs) = if format == Format::Q4_0 {
                         let d = h(p);
-                        (d, _mm256_mul_ps(d, _mm256_set1_ps(-8.0)), p.add(2))
+                        (d, _mm256_mul_ps(d, _mm256_set1_ps(-8.0)), p.add(4))
                     } else {
-                        (h(p), h(p.add(2)), p.add(4))
+                        (h(p), h(p.add(4)), p.add(8))
                     };
                     let (lo, hi) = nibbles(qs);
                     [
@@ -321,7 +360,7 @@ mod avx {
                 }
                 Format::Q8_0 => {
                     let d = h(p);
-                    let q = p.add(2);
+                    let q = p.add(4);
                     let i8x8 = |o: usize| {
                         let v = _mm_loadl_epi64(q.add(o).cast());
                         _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d)
@@ -376,7 +415,12 @@ mod avx {
         let mut b = 0;
         while b + 1 < blocks {
             block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-            block(expand(format, base.add((b + 1) * bb)), &xp, (b + 1) * QK, &mut odd);
+            block(
+                expand(format, base.add((b + 1) * bb)),
+                &xp,
+                (b + 1) * QK,
+                &mut odd,
+            );
             b += 2;
         }
         if b < blocks {
@@ -390,17 +434,20 @@ mod avx {
 
 /// The same kernel sixteen lanes wide: a block is two vectors, and 16 nibbles widen to 16 lanes
 /// in one instruction.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "f16c"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+))]
 #[allow(unsafe_op_in_unsafe_fn)] // every function here is one unsafe SIMD expression
 mod avx512 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// An f16 scale, broadcast.
+    /// A block's f32 scale, broadcast.
     #[inline(always)]
     unsafe fn h(p: *const u8) -> __m512 {
-        let bits = p.cast::<u16>().read_unaligned();
-        _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+        _mm512_set1_ps(p.cast::<f32>().read_unaligned())
     }
 
     #[inline(always)]
@@ -426,9 +473,9 @@ mod avx512 {
             Format::Q4_0 | Format::Q4_1 => {
                 let (d, m, qs) = if format == Format::Q4_0 {
                     let d = h(p);
-                    (d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)), p.add(2))
+                    (d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)), p.add(4))
                 } else {
-                    (h(p), h(p.add(2)), p.add(4))
+                    (h(p), h(p.add(4)), p.add(8))
                 };
                 let q = _mm_loadu_si128(qs.cast());
                 let mask = _mm_set1_epi8(0x0F);
@@ -441,9 +488,12 @@ mod avx512 {
             }
             Format::Q8_0 => {
                 let d = h(p);
-                let q = p.add(2).cast::<__m128i>();
+                let q = p.add(4).cast::<__m128i>();
                 [
-                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d),
+                    _mm512_mul_ps(
+                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))),
+                        d,
+                    ),
                     _mm512_mul_ps(
                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(1)))),
                         d,
@@ -484,7 +534,12 @@ mod avx512 {
         let mut b = 0;
         while b + 1 < blocks {
             block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-            block(expand(format, base.add((b + 1) * bb)), &xp, (b + 1) * QK, &mut odd);
+            block(
+                expand(format, base.add((b + 1) * bb)),
+                &xp,
+                (b + 1) * QK,
+                &mut odd,
+            );
             b += 2;
         }
         if b < blocks {
@@ -501,14 +556,16 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (*seed >> 33) as u32
     }
 
     /// Random valid blocks: finite f16 scales, any nibbles/bytes.
     fn random_matrix(format: Format, rows: usize, cols: usize, seed: &mut u64) -> Matrix {
         let blocks = rows * cols / QK;
-        let mut data = Vec::with_capacity(blocks * format.block_bytes());
+        let mut data = Vec::with_capacity(blocks * format.file_block_bytes());
         let f16b = |v: f32| f16::from_f32(v).to_le_bytes();
         for _ in 0..blocks {
             match format {
@@ -544,7 +601,8 @@ mod tests {
             m.dequantize_row(r, &mut w);
             for t in 0..tokens {
                 let xt = &x[t * m.cols..(t + 1) * m.cols];
-                out[t * m.rows + r] = w.iter().zip(xt).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32;
+                out[t * m.rows + r] =
+                    w.iter().zip(xt).map(|(a, b)| (a * b) as f64).sum::<f64>() as f32;
             }
         }
         out
@@ -562,15 +620,14 @@ mod tests {
         ] {
             let (rows, cols) = (5, 96);
             let m = random_matrix(format, rows, cols, &mut seed);
-            for tokens in [1, 2, 3, 4, 5, 9, 13] {
+            for tokens in [1, 2, 3, 4, 5, 7, 8, 9, 13, 17] {
                 let x: Vec<f32> = (0..tokens * cols)
                     .map(|_| (lcg(&mut seed) % 2000) as f32 / 1000.0 - 1.0)
                     .collect();
                 let want = reference(&m, &x);
                 let mut got = vec![f32::NAN; tokens * rows];
-                let mut scratch = vec![0f32; cols];
                 // SAFETY: `got` holds tokens × rows and is ours alone.
-                unsafe { m.mul_rows(0..rows, &x, got.as_mut_ptr(), rows, &mut scratch) };
+                unsafe { m.mul_rows(0..rows, &x, got.as_mut_ptr(), rows) };
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     let tol = 1e-4 * (1.0 + w.abs());
                     assert!(
@@ -591,7 +648,12 @@ mod tests {
         for r in 0..3 {
             let mut sums = [0f32; GROUP];
             scalar::dot(m.format, m.row(r), &[&x[..64], &x[64..]], &mut sums);
-            assert!((sums[0] - want[r]).abs() < 1e-4, "{} vs {}", sums[0], want[r]);
+            assert!(
+                (sums[0] - want[r]).abs() < 1e-4,
+                "{} vs {}",
+                sums[0],
+                want[r]
+            );
             assert!((sums[1] - want[3 + r]).abs() < 1e-4);
         }
     }

@@ -197,11 +197,10 @@ impl Llama {
 
     /// Bytes of weights held.
     pub fn weight_bytes(&self) -> u64 {
-        let mats = self.layers.iter().flat_map(|l| {
-            [
-                &l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down,
-            ]
-        });
+        let mats = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]);
         let m: usize = mats.chain(self.output.iter()).map(Matrix::bytes).sum();
         (m + self.embd.bytes()) as u64
     }
@@ -547,12 +546,16 @@ impl Pass<'_> {
             // Queries, keys, values: rows of the three matrices split between threads.
             let xn = unsafe { b.xn.get(0..t_total * e) };
             let rows = share(e + 2 * kvd, tid, nt);
-            let parts = [(&layer.wq, b.q, 0), (&layer.wk, b.k, e), (&layer.wv, b.v, e + kvd)];
+            let parts = [
+                (&layer.wq, b.q, 0),
+                (&layer.wk, b.k, e),
+                (&layer.wv, b.v, e + kvd),
+            ];
             for (mat, out, start) in parts {
                 let lo = rows.start.max(start).min(start + mat.rows);
                 let hi = rows.end.max(start).min(start + mat.rows);
                 if lo < hi {
-                    unsafe { mat.mul_rows(lo - start..hi - start, xn, out.0, mat.rows, &mut scratch) };
+                    unsafe { mat.mul_rows(lo - start..hi - start, xn, out.0, mat.rows) };
                 }
             }
             self.barrier.wait();
@@ -602,7 +605,7 @@ impl Pass<'_> {
             // Attention output projection.
             let att = unsafe { b.att.get(0..t_total * e) };
             let rows = share(e, tid, nt);
-            unsafe { layer.wo.mul_rows(rows, att, b.o.0, e, &mut scratch) };
+            unsafe { layer.wo.mul_rows(rows, att, b.o.0, e) };
             self.barrier.wait();
 
             for t in my_tokens.clone() {
@@ -618,8 +621,8 @@ impl Pass<'_> {
             let xn = unsafe { b.xn.get(0..t_total * e) };
             let rows = share(ff, tid, nt);
             unsafe {
-                layer.gate.mul_rows(rows.clone(), xn, b.g.0, ff, &mut scratch);
-                layer.up.mul_rows(rows.clone(), xn, b.u.0, ff, &mut scratch);
+                layer.gate.mul_rows(rows.clone(), xn, b.g.0, ff);
+                layer.up.mul_rows(rows.clone(), xn, b.u.0, ff);
             }
             for t in 0..t_total {
                 let g = unsafe { b.g.get_mut(t * ff + rows.start..t * ff + rows.end) };
@@ -632,7 +635,7 @@ impl Pass<'_> {
 
             let h = unsafe { b.g.get(0..t_total * ff) };
             let rows = share(e, tid, nt);
-            unsafe { layer.down.mul_rows(rows, h, b.o.0, e, &mut scratch) };
+            unsafe { layer.down.mul_rows(rows, h, b.o.0, e) };
             self.barrier.wait();
         }
 
@@ -650,7 +653,7 @@ impl Pass<'_> {
             let head = m.output.as_ref().unwrap_or(&m.embd);
             let last = unsafe { b.last.get(0..self.heads_for.len() * e) };
             let rows = share(c.vocab, tid, nt);
-            unsafe { head.mul_rows(rows, last, b.logits.0, c.vocab, &mut scratch) };
+            unsafe { head.mul_rows(rows, last, b.logits.0, c.vocab) };
         }
     }
 }

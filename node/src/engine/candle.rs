@@ -16,6 +16,9 @@ use super::tokenizer::GgufTokenizer;
 use super::weights::{self, Precision};
 use super::{ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest};
 
+/// Environment variable that sets the threads per forward pass (default: one per core).
+pub const THREADS_ENV: &str = "ORRERY_ENGINE_THREADS";
+
 /// Tunables of a [`CandleEngine`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CandleConfig {
@@ -25,7 +28,7 @@ pub struct CandleConfig {
     /// streaming and a cancel is seen between chunks.
     pub prefill_chunk: usize,
     pub precision: Precision,
-    /// Threads per forward pass; 0: one per core.
+    /// Threads per forward pass; 0: `ORRERY_ENGINE_THREADS` if set, else one per core.
     pub threads: usize,
 }
 
@@ -91,13 +94,18 @@ impl CandleEngine {
         let context_len = shape.context_len.min(MAX_SEQ_LEN);
 
         let threads = match config.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::env::var(THREADS_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
-        let loaded = weights::load(&content, &mut file, config.precision, threads).map_err(|e| match e {
-            EngineError::Load(msg) => EngineError::Load(format!("{}: {msg}", path.display())),
-            other => other,
-        })?;
+        let loaded =
+            weights::load(&content, &mut file, config.precision, threads).map_err(|e| match e {
+                EngineError::Load(msg) => EngineError::Load(format!("{}: {msg}", path.display())),
+                other => other,
+            })?;
 
         let max_sequences = config.max_sequences.max(1);
         let kv_bytes_per_seq = shape.kv_bytes_per_token() * context_len as u64;

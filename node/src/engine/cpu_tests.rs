@@ -85,16 +85,36 @@ fn a_batched_pass_gives_each_sequence_its_solo_logits() {
     // A prompt and a prompt together, then a decode beside a decode.
     let out = m
         .forward(&mut [
-            Feed { tokens: &A, pos: 0, cache: &mut a, logits: true },
-            Feed { tokens: &B, pos: 0, cache: &mut b, logits: true },
+            Feed {
+                tokens: &A,
+                pos: 0,
+                cache: &mut a,
+                logits: true,
+            },
+            Feed {
+                tokens: &B,
+                pos: 0,
+                cache: &mut b,
+                logits: true,
+            },
         ])
         .expect("batched prompts");
     assert!(max_diff(&out[0], &a1) < 1e-3);
     assert!(max_diff(&out[1], &b1) < 1e-3);
     let out = m
         .forward(&mut [
-            Feed { tokens: &[8], pos: B.len(), cache: &mut b, logits: true },
-            Feed { tokens: &[7], pos: A.len(), cache: &mut a, logits: true },
+            Feed {
+                tokens: &[8],
+                pos: B.len(),
+                cache: &mut b,
+                logits: true,
+            },
+            Feed {
+                tokens: &[7],
+                pos: A.len(),
+                cache: &mut a,
+                logits: true,
+            },
         ])
         .expect("batched decodes");
     assert!(max_diff(&out[0], &b2) < 1e-3);
@@ -119,8 +139,18 @@ fn feeds_without_logits_return_none_and_bad_feeds_are_errors() {
     let (mut a, mut b) = (m.new_cache(), m.new_cache());
     let out = m
         .forward(&mut [
-            Feed { tokens: &A[..3], pos: 0, cache: &mut a, logits: false },
-            Feed { tokens: &B, pos: 0, cache: &mut b, logits: true },
+            Feed {
+                tokens: &A[..3],
+                pos: 0,
+                cache: &mut a,
+                logits: false,
+            },
+            Feed {
+                tokens: &B,
+                pos: 0,
+                cache: &mut b,
+                logits: true,
+            },
         ])
         .expect("forward");
     assert!(out[0].is_empty());
@@ -129,16 +159,31 @@ fn feeds_without_logits_return_none_and_bad_feeds_are_errors() {
     let mut c = m.new_cache();
     let too_big = m.config.vocab as u32;
     let err = m
-        .forward(&mut [Feed { tokens: &[too_big], pos: 0, cache: &mut c, logits: true }])
+        .forward(&mut [Feed {
+            tokens: &[too_big],
+            pos: 0,
+            cache: &mut c,
+            logits: true,
+        }])
         .expect_err("token outside the vocabulary");
     assert!(err.contains("vocabulary"), "{err}");
     let err = m
-        .forward(&mut [Feed { tokens: &[], pos: 0, cache: &mut c, logits: true }])
+        .forward(&mut [Feed {
+            tokens: &[],
+            pos: 0,
+            cache: &mut c,
+            logits: true,
+        }])
         .expect_err("empty feed");
     assert!(err.contains("no tokens"), "{err}");
     let past = m.config.context_len;
     let err = m
-        .forward(&mut [Feed { tokens: &[5], pos: past, cache: &mut c, logits: true }])
+        .forward(&mut [Feed {
+            tokens: &[5],
+            pos: past,
+            cache: &mut c,
+            logits: true,
+        }])
         .expect_err("past the context");
     assert!(err.contains("context"), "{err}");
 }

@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-pub use self::candle::{CandleConfig, CandleEngine};
+pub use self::candle::{CandleConfig, CandleEngine, THREADS_ENV};
 pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::synthetic::{SyntheticConfig, SyntheticEngine};
 pub use self::weights::Precision;

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::FinishReason;
+use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -277,7 +277,9 @@ impl<M: StepModel> Worker<M> {
         match run_pass(base, &mut feeds) {
             Ok(logits) => return logits.into_iter().map(Ok).collect(),
             Err(e) if n == 1 => return vec![Err(e)],
-            Err(e) => tracing::warn!(error = %e, sequences = n, "batched pass failed; retrying each alone"),
+            Err(e) => {
+                tracing::warn!(error = %e, sequences = n, "batched pass failed; retrying each alone")
+            }
         }
         drop(feeds);
         self.active
