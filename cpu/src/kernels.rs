@@ -88,7 +88,7 @@ impl std::fmt::Debug for Matrix {
 impl Matrix {
     /// Takes file bytes. `cols` must be a multiple of [`QK`] and `data` exactly the matrix.
     pub fn new(rows: usize, cols: usize, format: Format, data: Vec<u8>) -> Result<Self, String> {
-        if cols % QK != 0 {
+        if !cols.is_multiple_of(QK) {
             return Err(format!("{cols} columns is not a multiple of {QK}"));
         }
         let want = rows * cols / QK * format.file_block_bytes();

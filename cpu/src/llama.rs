@@ -49,7 +49,10 @@ impl LlamaConfig {
         let heads = int("attention.head_count")?.max(1);
         let kv_heads = int("attention.head_count_kv").unwrap_or(heads).max(1);
         let head_dim = embd / heads;
-        if head_dim * heads != embd || heads % kv_heads != 0 || head_dim % 2 != 0 {
+        if head_dim * heads != embd
+            || !heads.is_multiple_of(kv_heads)
+            || !head_dim.is_multiple_of(2)
+        {
             return Err(format!(
                 "unsupported attention shape: {embd} wide, {heads} heads, {kv_heads} kv heads"
             ));

