@@ -45,7 +45,8 @@ pub struct ClusterReport {
 fn synthetic_config(rate: u32, max_sequences: usize) -> String {
     format!(
         "[[models]]\nid = \"syn\"\nsource = \"synthetic:{rate}\"\ndefault = true\nload = true\n\
-         max_sequences = {max_sequences}\n"
+         max_sequences = {max_sequences}\n{}",
+        crate::sandbox::UNLIMITED_USERS
     )
 }
 

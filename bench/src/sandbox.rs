@@ -179,3 +179,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Every benchmark's load comes from one anonymous user; lift the per-user limits (which would
+/// refuse most of it) so that the figures measure serving, not the limiter.
+pub const UNLIMITED_USERS: &str = "[auth.tiers.free]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n\
+     [auth.tiers.premium]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n\
+     [auth.tiers.enterprise]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n";

@@ -81,8 +81,9 @@ fn node_config(model: &Path, max_sequences: usize, heartbeat_timeout_secs: u64) 
     format!(
         "[[models]]\nid = \"smollm2-q\"\nsource = \"path:{}\"\ndefault = true\nload = true\n\
          max_sequences = {max_sequences}\nprecision = \"quantized\"\n[limits]\nmax_tokens = 1024\n\
-         heartbeat_timeout_secs = {heartbeat_timeout_secs}\n",
-        model.display()
+         heartbeat_timeout_secs = {heartbeat_timeout_secs}\n{}",
+        model.display(),
+        crate::sandbox::UNLIMITED_USERS
     )
 }
 
