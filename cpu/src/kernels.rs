@@ -147,6 +147,7 @@ impl Matrix {
         let row = self.row(r);
         let bb = self.format.block_bytes();
         for (b, chunk) in out[..self.cols].chunks_exact_mut(QK).enumerate() {
+            // `chunks_exact_mut(QK)` yields slices of exactly QK elements, so this cannot fail.
             let block: &mut [f32; QK] = chunk.try_into().expect("chunks of QK");
             scalar::expand(self.format, &row[b * bb..(b + 1) * bb], block);
         }
@@ -228,6 +229,48 @@ fn dot_group(format: Format, row: &[u8], xs: &[&[f32]], sums: &mut [f32; GROUP])
         target_feature = "f16c"
     )))]
     scalar::dot(format, row, xs, sums);
+}
+
+/// The row-dot driver both SIMD widths share: blocks in pairs into even and odd accumulators (so
+/// consecutive blocks' additions overlap), `N` tokens unrolled, constant indices only so the
+/// accumulators stay in registers. The invoking module provides `expand` (a block as vectors),
+/// `block` (accumulate one expanded block for every token) and the vector operations named here.
+#[allow(unused_macros)] // unused where neither SIMD module is built
+macro_rules! row_dot {
+    ($zero:path, $add:path, $sum:path) => {
+        /// `sums[i] = row · xs[i]` for `N` tokens.
+        #[inline(always)]
+        pub unsafe fn dot<const N: usize>(
+            format: Format,
+            row: &[u8],
+            xs: &[&[f32]],
+            sums: &mut [f32; GROUP],
+        ) {
+            let bb = format.block_bytes();
+            let blocks = row.len() / bb;
+            let mut even = [$zero(); N];
+            let mut odd = [$zero(); N];
+            let xp: [*const f32; N] = std::array::from_fn(|i| xs[i].as_ptr());
+            let base = row.as_ptr();
+            let mut b = 0;
+            while b + 1 < blocks {
+                block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+                block(
+                    expand(format, base.add((b + 1) * bb)),
+                    &xp,
+                    (b + 1) * QK,
+                    &mut odd,
+                );
+                b += 2;
+            }
+            if b < blocks {
+                block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
+            }
+            for n in 0..N {
+                sums[n] = $sum($add(even[n], odd[n]));
+            }
+        }
+    };
 }
 
 /// The portable reference: expand a block to f32, multiply, add.
@@ -379,57 +422,24 @@ mod avx {
         _mm_cvtss_f32(s)
     }
 
-    /// `sums[i] = row · xs[i]` for `N` tokens; two accumulators per token (even and odd blocks)
-    /// so the additions of consecutive blocks overlap.
     #[inline(always)]
-    pub unsafe fn dot<const N: usize>(
-        format: Format,
-        row: &[u8],
-        xs: &[&[f32]],
-        sums: &mut [f32; GROUP],
+    unsafe fn block<const N: usize>(
+        w: [__m256; 4],
+        xp: &[*const f32; N],
+        at: usize,
+        acc: &mut [__m256; N],
     ) {
-        let bb = format.block_bytes();
-        let blocks = row.len() / bb;
-        // Constant indices only (blocks in pairs, `N` unrolled), so the accumulators stay in
-        // registers.
-        let mut even = [_mm256_setzero_ps(); N];
-        let mut odd = [_mm256_setzero_ps(); N];
-        let xp: [*const f32; N] = std::array::from_fn(|i| xs[i].as_ptr());
-        #[inline(always)]
-        unsafe fn block<const N: usize>(
-            w: [__m256; 4],
-            xp: &[*const f32; N],
-            at: usize,
-            acc: &mut [__m256; N],
-        ) {
-            for n in 0..N {
-                let x = xp[n].add(at);
-                let p = _mm256_mul_ps(w[0], _mm256_loadu_ps(x));
-                let p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x.add(8)), p);
-                let q = _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16)));
-                let q = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x.add(24)), q);
-                acc[n] = _mm256_add_ps(acc[n], _mm256_add_ps(p, q));
-            }
-        }
-        let base = row.as_ptr();
-        let mut b = 0;
-        while b + 1 < blocks {
-            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-            block(
-                expand(format, base.add((b + 1) * bb)),
-                &xp,
-                (b + 1) * QK,
-                &mut odd,
-            );
-            b += 2;
-        }
-        if b < blocks {
-            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-        }
         for n in 0..N {
-            sums[n] = hsum(_mm256_add_ps(even[n], odd[n]));
+            let x = xp[n].add(at);
+            let p = _mm256_mul_ps(w[0], _mm256_loadu_ps(x));
+            let p = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x.add(8)), p);
+            let q = _mm256_mul_ps(w[2], _mm256_loadu_ps(x.add(16)));
+            let q = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x.add(24)), q);
+            acc[n] = _mm256_add_ps(acc[n], _mm256_add_ps(p, q));
         }
     }
+
+    row_dot!(_mm256_setzero_ps, _mm256_add_ps, hsum);
 }
 
 /// The same kernel sixteen lanes wide: a block is two vectors, and 16 nibbles widen to 16 lanes
@@ -517,38 +527,7 @@ mod avx512 {
         }
     }
 
-    /// `sums[i] = row · xs[i]` for `N` tokens, even and odd blocks in separate accumulators.
-    #[inline(always)]
-    pub unsafe fn dot<const N: usize>(
-        format: Format,
-        row: &[u8],
-        xs: &[&[f32]],
-        sums: &mut [f32; GROUP],
-    ) {
-        let bb = format.block_bytes();
-        let blocks = row.len() / bb;
-        let mut even = [_mm512_setzero_ps(); N];
-        let mut odd = [_mm512_setzero_ps(); N];
-        let xp: [*const f32; N] = std::array::from_fn(|i| xs[i].as_ptr());
-        let base = row.as_ptr();
-        let mut b = 0;
-        while b + 1 < blocks {
-            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-            block(
-                expand(format, base.add((b + 1) * bb)),
-                &xp,
-                (b + 1) * QK,
-                &mut odd,
-            );
-            b += 2;
-        }
-        if b < blocks {
-            block(expand(format, base.add(b * bb)), &xp, b * QK, &mut even);
-        }
-        for n in 0..N {
-            sums[n] = _mm512_reduce_add_ps(_mm512_add_ps(even[n], odd[n]));
-        }
-    }
+    row_dot!(_mm512_setzero_ps, _mm512_add_ps, _mm512_reduce_add_ps);
 }
 
 #[cfg(test)]

@@ -208,14 +208,6 @@ impl Llama {
         (m + self.embd.bytes()) as u64
     }
 
-    /// Weight bytes one token reads: everything but the embedding table (one row of it).
-    pub fn bytes_per_token(&self) -> u64 {
-        let head = self.output.as_ref().unwrap_or(&self.embd).bytes() as u64;
-        let layers = self.weight_bytes() - self.embd.bytes() as u64;
-        let tied = if self.output.is_none() { head } else { 0 };
-        layers + tied
-    }
-
     pub fn new_cache(&self) -> KvCache {
         KvCache {
             k: vec![Vec::new(); self.config.layers],
@@ -319,7 +311,7 @@ impl Llama {
             buf: shared,
             barrier: &barrier,
             threads,
-            scratch_len: c.ff.max(e).max(max_pos + 1),
+            scores_len: max_pos + 1,
         };
         let panicked = std::thread::scope(|s| {
             let workers: Vec<_> = (1..threads)
@@ -500,7 +492,8 @@ struct Pass<'a> {
     buf: Shared,
     barrier: &'a SpinBarrier,
     threads: usize,
-    scratch_len: usize,
+    /// Attention scores of the longest sequence in the pass.
+    scores_len: usize,
 }
 
 /// `tid`'s share of `0..n`.
@@ -528,7 +521,7 @@ impl Pass<'_> {
         let t_total = self.slots.len();
         let nt = self.threads;
         let b = self.buf;
-        let mut scratch = vec![0f32; self.scratch_len];
+        let mut scratch = vec![0f32; self.scores_len];
         let my_tokens = share(t_total, tid, nt);
         // SAFETY (for every block below): each phase touches disjoint ranges per thread (its
         // tokens, rows or heads) and reads only what earlier phases completed before a barrier.
