@@ -40,6 +40,42 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format of a ggml type id, where this engine keeps it compact.
+    pub fn from_ggml_type(id: u32) -> Option<Format> {
+        Some(match id {
+            0 => Format::F32,
+            1 => Format::F16,
+            2 => Format::Q4_0,
+            3 => Format::Q4_1,
+            8 => Format::Q8_0,
+            _ => return None,
+        })
+    }
+
+    /// Weights per block.
+    pub const fn block_weights(self) -> usize {
+        QK
+    }
+
+    /// Bytes of `elements` weights in the file; `None` unless whole blocks (or on overflow).
+    pub fn file_bytes(self, elements: usize) -> Option<usize> {
+        if !elements.is_multiple_of(self.block_weights()) {
+            return None;
+        }
+        (elements / self.block_weights()).checked_mul(self.file_block_bytes())
+    }
+
+    /// The name llama.cpp gives the format.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::F32 => "F32",
+            Format::F16 => "F16",
+            Format::Q4_0 => "Q4_0",
+            Format::Q4_1 => "Q4_1",
+            Format::Q8_0 => "Q8_0",
+        }
+    }
+
     /// Bytes of one block of [`QK`] weights in the file.
     pub const fn file_block_bytes(self) -> usize {
         match self {

@@ -7,6 +7,7 @@
 //! A crate of its own so that debug and test builds can optimise it (see the workspace's
 //! `Cargo.toml`) without optimising the whole node.
 
+pub mod gguf;
 pub mod kernels;
 pub mod llama;
 
