@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use candle_core::quantized::gguf_file::Content;
-use orrery_cpu::{Feed, Llama};
+use orrery_cpu::gguf::Gguf;
+use orrery_cpu::{Feed, Model};
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
@@ -22,8 +22,8 @@ fn main() -> Result<(), String> {
         .map_or(Ok(1), |a| a.parse())
         .map_err(|e| format!("{e}"))?;
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-    let content = Content::read(&mut file).map_err(|e| e.to_string())?;
-    let model = Llama::from_gguf(&content, &mut file, threads, false)?;
+    let gguf = Gguf::read(&mut file)?;
+    let model = Model::from_gguf(&gguf, &mut file, threads, false, 0)?;
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 7).collect();
     let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
     for _ in 0..2 {

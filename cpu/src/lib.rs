@@ -1,14 +1,15 @@
-//! Orrery's own CPU inference for llama-architecture GGUF models: weights kept in their file
-//! blocks and expanded in registers ([`kernels`]), and a batched forward pass that advances many
-//! sequences per step over one shared copy of the weights ([`llama`]). candle reads the file
-//! (and dequantizes formats the kernels do not handle); its `quantized_llama` is the reference
-//! the node's engine tests check this against.
+//! Orrery's own CPU inference for GGUF models: a defensive GGUF reader ([`gguf`]), weights kept
+//! in their file blocks and expanded in registers ([`kernels`]), and a batched forward pass over
+//! the supported decoder architectures that advances many sequences per step over one shared copy
+//! of the weights ([`model`]). candle's `quantized_llama` is the reference the node's engine tests
+//! check this against, and dequantizes the few formats the kernels lack.
 //!
 //! A crate of its own so that debug and test builds can optimise it (see the workspace's
 //! `Cargo.toml`) without optimising the whole node.
 
 pub mod gguf;
+pub mod inspect;
 pub mod kernels;
-pub mod llama;
+pub mod model;
 
-pub use llama::{Feed, KvCache, Llama, LlamaConfig};
+pub use model::{Arch, Feed, KvCache, Model, ModelConfig, ModelError};

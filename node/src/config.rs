@@ -76,6 +76,9 @@ pub struct ModelConfig {
     pub max_sequences: usize,
     /// How a GGUF's weights are held: as stored (quantized) or dequantized to f32.
     pub precision: Precision,
+    /// Longest sequence in tokens (capped by the model's own context length); `None`: the
+    /// engine's default.
+    pub context: Option<usize>,
     /// Replica bounds the scaling loop keeps across the cluster.
     pub min_replicas: u32,
     pub max_replicas: u32,
@@ -264,6 +267,7 @@ struct RawModel {
     max_sequences: Option<usize>,
     default: Option<bool>,
     precision: Option<Precision>,
+    context: Option<usize>,
     min_replicas: Option<u32>,
     max_replicas: Option<u32>,
     fallback: Option<String>,
@@ -294,7 +298,9 @@ pub struct Overrides {
     pub seeds: Option<Vec<String>>,
 }
 
-fn parse_source(s: &str) -> Result<ModelSource, String> {
+/// A model source as written in `cluster.toml` (`package:`, `path:`, `hf:`, `synthetic:`,
+/// `openai:`, `ollama:`).
+pub fn parse_source(s: &str) -> Result<ModelSource, String> {
     if let Some(rest) = s.strip_prefix("package:") {
         let (package, file) = match rest.split_once('/') {
             Some((p, f)) => (p.to_string(), f.to_string()),
@@ -575,6 +581,7 @@ impl Config {
                 // As stored: the engine keeps activations f32, so the answers are the
                 // reference ones ("The capital of France is Paris.") at quantized speed.
                 precision: None,
+                context: None,
                 min_replicas: None,
                 max_replicas: None,
                 fallback: None,
@@ -603,6 +610,14 @@ impl Config {
                     m.id
                 ));
             }
+            if let Some(ctx) = m.context
+                && !(16..=1 << 20).contains(&ctx)
+            {
+                errors.push(format!(
+                    "model `{}`: context {ctx} out of range 16..=1048576",
+                    m.id
+                ));
+            }
             match parse_source(&m.source) {
                 Ok(mut source) => {
                     if let ModelSource::Remote {
@@ -626,6 +641,7 @@ impl Config {
                         load: m.load.unwrap_or(true),
                         max_sequences,
                         precision: m.precision.unwrap_or_default(),
+                        context: m.context,
                         min_replicas: m.min_replicas.unwrap_or(1),
                         max_replicas: m.max_replicas.unwrap_or(8),
                         fallback: m.fallback.as_deref().map(ModelId::new),

@@ -89,12 +89,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with model files.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Administer the cluster (needs ORRERY_ADMIN_TOKEN).
     Admin {
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "ORRERY_URL")]
         url: String,
         #[command(subcommand)]
         action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// What a GGUF holds and whether this engine runs it: architecture, parameters, tensor
+    /// formats, context, template, and the memory it will take here.
+    Inspect {
+        /// A file path, or a source as cluster.toml writes it (package:…, path:…, hf:…).
+        source: String,
+        /// Answers generated at once (each holds a KV cache).
+        #[arg(long, default_value_t = 4)]
+        sequences: usize,
+        /// Context per sequence, in tokens (default: the engine's default, capped by the
+        /// model's own).
+        #[arg(long)]
+        context: Option<usize>,
     },
 }
 
@@ -332,6 +354,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models {
+            action:
+                ModelsAction::Inspect {
+                    source,
+                    sequences,
+                    context,
+                },
+        } => inspect_model(&source, sequences, context),
         Command::Keygen { user, tier } => {
             let user = orrery::users::UserId::parse(&user).ok_or_else(|| {
                 anyhow::anyhow!("user names are 1-64 letters, digits, '-', '_', '.' or '@'")
@@ -344,6 +374,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `orrery models inspect`: prints the report; exits non-zero when the engine cannot run the file.
+fn inspect_model(
+    source: &str,
+    sequences: usize,
+    context: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    let path = if std::path::Path::new(source).exists() {
+        PathBuf::from(source)
+    } else {
+        let parsed = orrery::config::parse_source(source).map_err(|e| anyhow::anyhow!(e))?;
+        let home = PathBuf::from(std::env::var("ORRERY_HOME").unwrap_or_else(|_| ".orrery".into()));
+        tokio::task::block_in_place(|| orrery::actors::model_holder::gguf_path(&parsed, &home))?
+    };
+    let gguf = orrery_cpu::gguf::Gguf::open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let report = orrery_cpu::inspect::Inspection::of(&gguf);
+    let model_context = report.shape.as_ref().map_or(0, |c| c.context_len);
+    let context = context
+        .unwrap_or(orrery::engine::DEFAULT_CONTEXT)
+        .min(model_context.max(1));
+    println!("file          {}", path.display());
+    println!("{report}");
+    println!(
+        "memory here   {:.1} MiB with {sequences} sequences of {context} tokens",
+        report.memory_bytes(sequences, context) as f64 / (1u64 << 20) as f64
+    );
+    Ok(if report.supported() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[tokio::main]

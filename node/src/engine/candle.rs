@@ -5,8 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file;
-use candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+use orrery_cpu::gguf::Gguf;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::scheduler::{SchedulerConfig, SchedulerHandle};
@@ -30,7 +29,15 @@ pub struct CandleConfig {
     pub precision: Precision,
     /// Threads per forward pass; 0: `ORRERY_ENGINE_THREADS` if set, else one per core.
     pub threads: usize,
+    /// Longest sequence (prompt and answer) in tokens: the model's own context length capped by
+    /// this; 0 means [`DEFAULT_CONTEXT`].
+    pub context: usize,
 }
+
+/// Context a model gets when its configuration names none: the KV cache of every sequence is
+/// reserved at this length, so a larger default would make every model look far bigger to
+/// admission. A per-model `context` setting goes beyond it, up to the model's own.
+pub const DEFAULT_CONTEXT: usize = 4096;
 
 impl Default for CandleConfig {
     fn default() -> Self {
@@ -41,6 +48,7 @@ impl Default for CandleConfig {
             prefill_chunk: 64,
             precision: Precision::Quantized,
             threads: 0,
+            context: 0,
         }
     }
 }
@@ -79,20 +87,13 @@ impl CandleEngine {
             EngineError::Load(format!("{what} {}: {e}", path.display()))
         };
         let mut file = File::open(path).map_err(|e| load_err("opening", &e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| load_err("parsing", &e))?;
-
-        let arch = md_str(&content, "general.architecture").unwrap_or_default();
-        if arch != "llama" {
-            return Err(EngineError::Load(format!(
-                "{}: architecture {arch:?} is not supported (only llama)",
-                path.display()
-            )));
-        }
-        let tokenizer = GgufTokenizer::from_gguf_metadata(&content.metadata)?;
-        let template = chat_template(&content, &tokenizer)?;
-        let shape = KvShape::from_gguf(&content, &arch)?;
-        let context_len = shape.context_len.min(MAX_SEQ_LEN);
-
+        let gguf = Gguf::read(&mut file).map_err(|e| load_err("reading", &e))?;
+        let tokenizer = GgufTokenizer::from_gguf(&gguf)?;
+        let template = chat_template(&gguf, &tokenizer)?;
+        let wanted = match config.context {
+            0 => DEFAULT_CONTEXT,
+            n => n,
+        };
         let threads = match config.threads {
             0 => std::env::var(THREADS_ENV)
                 .ok()
@@ -101,17 +102,22 @@ impl CandleEngine {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
-        let loaded =
-            weights::load(&content, &mut file, config.precision, threads).map_err(|e| match e {
+        let loaded = weights::load(&gguf, &mut file, config.precision, threads, wanted).map_err(
+            |e| match e {
                 EngineError::Load(msg) => EngineError::Load(format!("{}: {msg}", path.display())),
                 other => other,
-            })?;
+            },
+        )?;
+        for w in &loaded.warnings {
+            tracing::warn!(model.id = %model_id, "{w}");
+        }
+        let context_len = wanted.min(loaded.model.config.context_len);
 
         let max_sequences = config.max_sequences.max(1);
-        let kv_bytes_per_seq = shape.kv_bytes_per_token() * context_len as u64;
+        let kv_bytes_per_seq = loaded.model.config.kv_bytes_per_token() * context_len as u64;
         let info = EngineInfo {
             model_id: model_id.clone(),
-            kind: "candle-gguf".to_string(),
+            kind: "gguf".to_string(),
             context_len: context_len as u32,
             memory_bytes: loaded.weight_bytes + kv_bytes_per_seq * max_sequences as u64,
             max_sequences,
@@ -187,10 +193,7 @@ impl Engine for CandleEngine {
 }
 
 /// The model's chat template, with the BOS/EOS texts it may refer to.
-fn chat_template(
-    content: &gguf_file::Content,
-    tokenizer: &GgufTokenizer,
-) -> Result<ChatTemplate, EngineError> {
+fn chat_template(gguf: &Gguf, tokenizer: &GgufTokenizer) -> Result<ChatTemplate, EngineError> {
     let token_text = |id: Option<u32>| {
         id.map(|id| match tokenizer.control_text(id) {
             Some(t) => t.to_string(),
@@ -200,51 +203,9 @@ fn chat_template(
     };
     let bos = token_text(tokenizer.bos_id());
     let eos = token_text(Some(tokenizer.eos_id()));
-    let source = md_str(content, "tokenizer.chat_template");
+    let source = gguf.str("tokenizer.chat_template");
     if source.is_none() {
         tracing::warn!("model has no chat template: using plain ChatML");
     }
-    ChatTemplate::new(source.as_deref(), &bos, &eos)
-}
-
-/// What the KV cache of one sequence costs.
-struct KvShape {
-    layers: u64,
-    kv_heads: u64,
-    head_dim: u64,
-    context_len: usize,
-}
-
-impl KvShape {
-    fn from_gguf(content: &gguf_file::Content, arch: &str) -> Result<Self, EngineError> {
-        let get = |key: &str| -> Result<u64, EngineError> {
-            let full = format!("{arch}.{key}");
-            content
-                .metadata
-                .get(&full)
-                .and_then(|v| v.to_u32().ok())
-                .map(u64::from)
-                .ok_or_else(|| EngineError::Load(format!("no {full} in GGUF metadata")))
-        };
-        let heads = get("attention.head_count")?.max(1);
-        Ok(KvShape {
-            layers: get("block_count")?,
-            kv_heads: get("attention.head_count_kv").unwrap_or(heads),
-            head_dim: get("embedding_length")? / heads,
-            context_len: get("context_length").unwrap_or(MAX_SEQ_LEN as u64) as usize,
-        })
-    }
-
-    /// Keys and values, f32, every layer.
-    fn kv_bytes_per_token(&self) -> u64 {
-        2 * self.layers * self.kv_heads * self.head_dim * 4
-    }
-}
-
-fn md_str(content: &gguf_file::Content, key: &str) -> Option<String> {
-    content
-        .metadata
-        .get(key)
-        .and_then(|v| v.to_string().ok())
-        .cloned()
+    ChatTemplate::new(source, &bos, &eos)
 }

@@ -4,19 +4,19 @@
 use std::fs::File;
 use std::sync::OnceLock;
 
-use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 
-use orrery_cpu::{Feed, KvCache, Llama};
+use orrery_cpu::gguf::Gguf;
+use orrery_cpu::{Feed, KvCache, Model};
 
 use super::testutil::{candle_f32_reference, test_model_path};
 
-fn model() -> &'static Llama {
-    static MODEL: OnceLock<Llama> = OnceLock::new();
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
         let mut file = File::open(test_model_path()).expect("open model");
-        let content = Content::read(&mut file).expect("read GGUF");
-        Llama::from_gguf(&content, &mut file, 2, false).expect("loads")
+        let gguf = Gguf::read(&mut file).expect("read GGUF");
+        Model::from_gguf(&gguf, &mut file, 2, false, 0).expect("loads")
     })
 }
 
@@ -166,7 +166,7 @@ fn feeds_without_logits_return_none_and_bad_feeds_are_errors() {
             logits: true,
         }])
         .expect_err("token outside the vocabulary");
-    assert!(err.contains("vocabulary"), "{err}");
+    assert!(err.to_string().contains("vocabulary"), "{err}");
     let err = m
         .forward(&mut [Feed {
             tokens: &[],
@@ -175,7 +175,7 @@ fn feeds_without_logits_return_none_and_bad_feeds_are_errors() {
             logits: true,
         }])
         .expect_err("empty feed");
-    assert!(err.contains("no tokens"), "{err}");
+    assert!(err.to_string().contains("no tokens"), "{err}");
     let past = m.config.context_len;
     let err = m
         .forward(&mut [Feed {
@@ -185,5 +185,5 @@ fn feeds_without_logits_return_none_and_bad_feeds_are_errors() {
             logits: true,
         }])
         .expect_err("past the context");
-    assert!(err.contains("context"), "{err}");
+    assert!(err.to_string().contains("context"), "{err}");
 }

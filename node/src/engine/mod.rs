@@ -32,7 +32,7 @@
 //!     Inference(String), ... }                          // Clone + Debug + Display
 //! pub trait Engine: Send + Sync + 'static {
 //!     fn model_id(&self) -> &str;
-//!     fn info(&self) -> EngineInfo;                     // context_len, memory_bytes estimate, kind ("candle-gguf" | "synthetic")
+//!     fn info(&self) -> EngineInfo;                     // context_len, memory_bytes (measured weights + KV), kind ("gguf" | "synthetic" | remote)
 //!     fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError>;  // prompt tokens after template
 //!     fn generate(&self, req: GenerateRequest) -> tokio::sync::mpsc::UnboundedReceiver<GenEvent>;
 //!     fn active_sequences(&self) -> usize;  fn queued(&self) -> usize;
@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-pub use self::candle::{CandleConfig, CandleEngine, THREADS_ENV};
+pub use self::candle::{CandleConfig, CandleEngine, DEFAULT_CONTEXT, THREADS_ENV};
 pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::synthetic::{SyntheticConfig, SyntheticEngine};
 pub use self::weights::Precision;
@@ -299,7 +299,7 @@ impl EngineError {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {
     pub model_id: String,
-    /// "candle-gguf" or "synthetic".
+    /// "gguf" (the local engine), "synthetic", or a remote backend's kind.
     pub kind: String,
     /// Prompt plus answer tokens one sequence may hold.
     pub context_len: u32,

@@ -234,7 +234,7 @@ async fn speed_report() {
 fn facts_about_the_loaded_model() {
     let engine = shared();
     let info = engine.info();
-    assert_eq!(info.kind, "candle-gguf");
+    assert_eq!(info.kind, "gguf");
     assert_eq!(info.model_id, "smollm2-135m");
     assert_eq!(info.context_len, 4096);
     assert_eq!(info.max_sequences, 4);

@@ -35,7 +35,7 @@ pub struct Feed<'a, S> {
     pub logits: bool,
 }
 
-impl StepModel for orrery_cpu::Llama {
+impl StepModel for orrery_cpu::Model {
     type State = orrery_cpu::KvCache;
 
     fn new_state(&self) -> Self::State {
@@ -52,7 +52,7 @@ impl StepModel for orrery_cpu::Llama {
                 logits: f.logits,
             })
             .collect();
-        orrery_cpu::Llama::forward(self, &mut feeds)
+        orrery_cpu::Model::forward(self, &mut feeds).map_err(|e| e.to_string())
     }
 }
 

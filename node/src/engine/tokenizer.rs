@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::quantized::gguf_file::Value;
+use orrery_cpu::gguf::{Gguf, Value};
 use tokenizers::models::bpe::{BPE, Merges, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -75,31 +75,31 @@ impl std::fmt::Debug for GgufTokenizer {
 
 impl GgufTokenizer {
     /// Reads the `tokenizer.ggml.*` keys of a GGUF file.
-    pub fn from_gguf_metadata(md: &HashMap<String, Value>) -> Result<Self, EngineError> {
-        let model = md_string(md, "tokenizer.ggml.model")?;
+    pub fn from_gguf(g: &Gguf) -> Result<Self, EngineError> {
+        let model = md_string(g, "tokenizer.ggml.model")?;
         if model != "gpt2" {
             return Err(EngineError::Load(format!(
                 "tokenizer.ggml.model {model:?} is not supported (only byte-level BPE \"gpt2\")"
             )));
         }
         let spec = VocabSpec {
-            tokens: md_strings(md, "tokenizer.ggml.tokens")?,
-            token_types: match md.get("tokenizer.ggml.token_type") {
+            tokens: md_strings(g, "tokenizer.ggml.tokens")?,
+            token_types: match g.get("tokenizer.ggml.token_type") {
                 Some(v) => md_ints(v, "tokenizer.ggml.token_type")?,
                 None => Vec::new(),
             },
-            merges: md_strings(md, "tokenizer.ggml.merges")?,
-            pre: md_string(md, "tokenizer.ggml.pre").unwrap_or_else(|_| "default".to_string()),
-            bos_id: md
-                .get("tokenizer.ggml.bos_token_id")
-                .and_then(|v| v.to_u32().ok()),
-            eos_id: md
-                .get("tokenizer.ggml.eos_token_id")
-                .and_then(|v| v.to_u32().ok())
+            merges: md_strings(g, "tokenizer.ggml.merges")?,
+            pre: md_string(g, "tokenizer.ggml.pre").unwrap_or_else(|_| "default".to_string()),
+            bos_id: g
+                .u64("tokenizer.ggml.bos_token_id")
+                .and_then(|v| u32::try_from(v).ok()),
+            eos_id: g
+                .u64("tokenizer.ggml.eos_token_id")
+                .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| EngineError::Load("no tokenizer.ggml.eos_token_id".into()))?,
-            add_bos: md
+            add_bos: g
                 .get("tokenizer.ggml.add_bos_token")
-                .and_then(|v| v.to_bool().ok())
+                .and_then(Value::as_bool)
                 .unwrap_or(false),
         };
         Self::from_spec(spec)
@@ -316,46 +316,33 @@ fn byte_level_to_bytes(token: &str, table: &HashMap<char, u8>) -> Vec<u8> {
     out
 }
 
-fn md_string(md: &HashMap<String, Value>, key: &str) -> Result<String, EngineError> {
-    md.get(key)
-        .ok_or_else(|| EngineError::Load(format!("no {key} in GGUF metadata")))?
-        .to_string()
-        .cloned()
-        .map_err(|e| EngineError::Load(format!("{key}: {e}")))
+fn md_string(g: &Gguf, key: &str) -> Result<String, EngineError> {
+    g.str(key)
+        .map(str::to_string)
+        .ok_or_else(|| EngineError::Load(format!("no {key} string in GGUF metadata")))
 }
 
-fn md_strings(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, EngineError> {
-    let values = md
-        .get(key)
-        .ok_or_else(|| EngineError::Load(format!("no {key} in GGUF metadata")))?
-        .to_vec()
-        .map_err(|e| EngineError::Load(format!("{key}: {e}")))?;
-    values
+fn md_strings(g: &Gguf, key: &str) -> Result<Vec<String>, EngineError> {
+    g.get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| EngineError::Load(format!("no {key} array in GGUF metadata")))?
         .iter()
         .map(|v| {
-            v.to_string()
-                .cloned()
-                .map_err(|e| EngineError::Load(format!("{key}: {e}")))
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| EngineError::Load(format!("{key}: not a string")))
         })
         .collect()
 }
 
 fn md_ints(value: &Value, key: &str) -> Result<Vec<i64>, EngineError> {
-    let values = value
-        .to_vec()
-        .map_err(|e| EngineError::Load(format!("{key}: {e}")))?;
-    values
+    value
+        .as_array()
+        .ok_or_else(|| EngineError::Load(format!("{key}: not an array")))?
         .iter()
-        .map(|v| match v {
-            Value::I32(x) => Ok(i64::from(*x)),
-            Value::U32(x) => Ok(i64::from(*x)),
-            Value::I64(x) => Ok(*x),
-            Value::U8(x) => Ok(i64::from(*x)),
-            Value::I8(x) => Ok(i64::from(*x)),
-            other => Err(EngineError::Load(format!(
-                "{key}: unexpected {:?}",
-                other.value_type()
-            ))),
+        .map(|v| {
+            v.as_i64()
+                .ok_or_else(|| EngineError::Load(format!("{key}: not an integer")))
         })
         .collect()
 }

@@ -21,9 +21,8 @@ const ROUND_TRIP: &[&str] = &[
 
 fn real() -> GgufTokenizer {
     let path = test_model_path();
-    let mut file = std::fs::File::open(&path).expect("open test model");
-    let content = candle_core::quantized::gguf_file::Content::read(&mut file).expect("read GGUF");
-    GgufTokenizer::from_gguf_metadata(&content.metadata).expect("tokenizer from GGUF")
+    let gguf = orrery_cpu::gguf::Gguf::open(&path).expect("read GGUF");
+    GgufTokenizer::from_gguf(&gguf).expect("tokenizer from GGUF")
 }
 
 fn pieces(tok: &GgufTokenizer, text: &str) -> Vec<String> {

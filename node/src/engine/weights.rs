@@ -1,19 +1,20 @@
-//! Loading GGUF weights into the CPU llama model, either as stored or dequantized to f32.
+//! Loading GGUF weights into the CPU model, either as stored or dequantized to f32.
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use candle_core::quantized::gguf_file::Content;
 use serde::{Deserialize, Serialize};
 
 use super::EngineError;
-use orrery_cpu::Llama;
+use orrery_cpu::gguf::Gguf;
+use orrery_cpu::{Model, ModelError};
+
 /// How the weights are held in memory.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// As stored in the file (Q4_0, Q4_1, Q8_0, F16, F32 blocks; other formats are
-    /// dequantized to f32 at load), expanded to f32 in registers as they are used. Activations
+    /// As stored in the file (every format the kernels have; any other is dequantized to f32
+    /// at load, with a warning naming the tensor and its cost), expanded to f32 in registers as they are used. Activations
     /// stay f32, so the answers are those of the dequantized model.
     #[default]
     Quantized,
@@ -22,28 +23,39 @@ pub enum Precision {
     F32,
 }
 
-/// The model and the bytes its weights occupy.
+/// The model, the bytes its weights occupy, and what loading had to widen to f32.
 pub struct Loaded {
-    pub model: Llama,
+    pub model: Model,
     pub weight_bytes: u64,
+    pub warnings: Vec<String>,
 }
 
-/// Builds the model from an already parsed GGUF `content` whose tensors are read from `file`,
-/// with `threads` threads per forward pass.
+/// Builds the model from a parsed GGUF header whose tensors are read from `file`, with `threads`
+/// threads per forward pass, for sequences of up to `context` tokens.
 pub fn load(
-    content: &Content,
+    gguf: &Gguf,
     file: &mut File,
     precision: Precision,
     threads: usize,
+    context: usize,
 ) -> Result<Loaded, EngineError> {
-    // A malformed file must be a load error, not a crash.
-    let model = catch_unwind(AssertUnwindSafe(|| {
-        Llama::from_gguf(content, file, threads, precision == Precision::F32)
+    // A malformed file must be a load error, not a crash: the reader checks every size, and a
+    // panic that still slips through is caught here.
+    let mut model = catch_unwind(AssertUnwindSafe(|| {
+        Model::from_gguf(gguf, file, threads, precision == Precision::F32, context)
     }))
-    .map_err(|_| EngineError::Load("panicked while loading the weights".into()))?
-    .map_err(|e| EngineError::Load(format!("loading the weights: {e}")))?;
+    .map_err(|_| {
+        EngineError::Load("the loader failed unexpectedly (a bug): the file may be corrupt".into())
+    })?
+    .map_err(|e| EngineError::Load(load_message(&e)))?;
     Ok(Loaded {
         weight_bytes: model.weight_bytes(),
+        warnings: std::mem::take(&mut model.warnings),
         model,
     })
+}
+
+/// What a user is told when a model cannot load.
+fn load_message(e: &ModelError) -> String {
+    e.to_string()
 }
