@@ -380,7 +380,7 @@ fn read_matrix(
             file.seek(SeekFrom::Start(content.tensor_data_offset + info.offset))
                 .and_then(|_| file.read_exact(&mut data))
                 .map_err(|e| e.to_string())?;
-            Matrix::new(rows, cols, format, data)
+            Ok(Matrix::new(rows, cols, format, data)?)
         }
         None => {
             let values: Vec<f32> = info
@@ -389,7 +389,7 @@ fn read_matrix(
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1())
                 .map_err(|e| e.to_string())?;
-            Matrix::from_f32(rows, cols, &values)
+            Ok(Matrix::from_f32(rows, cols, &values)?)
         }
     }
 }

@@ -1,0 +1,166 @@
+//! Every format on every SIMD path this machine has, against an f64 dot product over the
+//! weights as ggml dequantizes them.
+
+use half::{bf16, f16};
+
+use super::*;
+
+fn lcg(seed: &mut u64) -> u32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 33) as u32
+}
+
+fn unit(seed: &mut u64) -> f32 {
+    (lcg(seed) % 2000) as f32 / 1000.0 - 1.0
+}
+
+/// Random valid file blocks: finite small scales, any quant bits.
+pub(super) fn random_file_bytes(format: Format, elements: usize, seed: &mut u64) -> Vec<u8> {
+    let blocks = elements / format.block_weights();
+    let mut data = Vec::new();
+    let f16b = |v: f32| f16::from_f32(v).to_le_bytes();
+    for _ in 0..blocks {
+        let start = data.len();
+        match format {
+            Format::F32 => (0..QK).for_each(|_| data.extend(unit(seed).to_le_bytes())),
+            Format::F16 => (0..QK).for_each(|_| data.extend(f16b(unit(seed)))),
+            Format::BF16 => {
+                (0..QK).for_each(|_| data.extend(bf16::from_f32(unit(seed)).to_le_bytes()))
+            }
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 | Format::Q4_1 | Format::Q5_1 => {
+                data.extend(f16b((lcg(seed) % 100) as f32 / 1000.0));
+                if matches!(format, Format::Q4_1 | Format::Q5_1) {
+                    data.extend(f16b(-((lcg(seed) % 100) as f32) / 100.0));
+                }
+            }
+            Format::Q4_K | Format::Q5_K => {
+                data.extend(f16b((lcg(seed) % 100) as f32 / 10000.0));
+                data.extend(f16b((lcg(seed) % 100) as f32 / 10000.0));
+            }
+            Format::Q6_K => {}
+        }
+        let fill = format.file_block_bytes()
+            - (data.len() - start)
+            - if format == Format::Q6_K { 2 } else { 0 };
+        data.extend((0..fill).map(|_| lcg(seed) as u8));
+        if format == Format::Q6_K {
+            data.extend(f16b((lcg(seed) % 100) as f32 / 100000.0));
+        }
+    }
+    data
+}
+
+fn random_matrix(format: Format, rows: usize, cols: usize, seed: &mut u64) -> (Matrix, Vec<u8>) {
+    let data = random_file_bytes(format, rows * cols, seed);
+    (
+        Matrix::new(rows, cols, format, data.clone()).expect("sizes match"),
+        data,
+    )
+}
+
+fn reference(m: &Matrix, x: &[f32]) -> Vec<f32> {
+    let tokens = x.len() / m.cols;
+    let mut w = vec![0f32; m.cols];
+    let mut out = vec![0f32; tokens * m.rows];
+    for r in 0..m.rows {
+        m.dequantize_row(r, &mut w);
+        for t in 0..tokens {
+            let xt = &x[t * m.cols..(t + 1) * m.cols];
+            out[t * m.rows + r] = w
+                .iter()
+                .zip(xt)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn dequantized_rows_equal_ggml_dequantization_bit_for_bit() {
+    let mut seed = 3;
+    for format in Format::ALL {
+        let (rows, cols) = (3, 512);
+        let (m, file) = random_matrix(format, rows, cols, &mut seed);
+        let want = dequantize(format, &file).unwrap();
+        let mut got = vec![0f32; cols];
+        for r in 0..rows {
+            m.dequantize_row(r, &mut got);
+            for (i, (g, w)) in got.iter().zip(&want[r * cols..]).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{} row {r} weight {i}: {g} vs {w}",
+                    format.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_format_and_batch_size_matches_the_f64_reference() {
+    let paths = SimdPath::available();
+    assert!(paths.contains(&SimdPath::Scalar));
+    let mut seed = 7;
+    for format in Format::ALL {
+        // Odd unit counts exercise the kernels' unpaired last unit.
+        for (rows, cols) in [(5, 96), (3, 256), (2, 768usize)] {
+            if !cols.is_multiple_of(format.block_weights()) {
+                continue;
+            }
+            let (m, _) = random_matrix(format, rows, cols, &mut seed);
+            for tokens in [1, 2, 3, 4, 5, 7, 8, 9, 13, 17] {
+                let x: Vec<f32> = (0..tokens * cols).map(|_| unit(&mut seed)).collect();
+                let want = reference(&m, &x);
+                let scale = (0..cols).map(|i| x[i].abs()).sum::<f32>();
+                for &path in &paths {
+                    let mut got = vec![f32::NAN; tokens * rows];
+                    // SAFETY: `got` holds tokens × rows and is ours alone.
+                    unsafe { m.mul_rows_on(path, 0..rows, &x, got.as_mut_ptr(), rows) };
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "{} {} {rows}x{cols} tokens {tokens} element {i}: got {g}, want {w}",
+                            format.name(),
+                            path.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_refused() {
+    assert_eq!(
+        Matrix::new(2, 33, Format::F32, vec![0; 2 * 33 * 4]).unwrap_err(),
+        MatrixError::Columns {
+            cols: 33,
+            format: Format::F32
+        }
+    );
+    assert!(matches!(
+        Matrix::new(2, 32, Format::Q4_1, vec![0; 39]),
+        Err(MatrixError::Size {
+            want: Some(40),
+            got: 39,
+            ..
+        })
+    ));
+    // 576 columns (SmolLM2's width) cannot be K-quantized.
+    assert!(Matrix::new(1, 576, Format::Q4_K, vec![0; 324]).is_err());
+    assert!(Matrix::new(usize::MAX, 64, Format::F32, vec![]).is_err());
+}
+
+#[test]
+fn memory_stays_close_to_the_file_size() {
+    for format in Format::ALL {
+        let ratio = format.mem_block_bytes() as f64 / format.file_block_bytes() as f64;
+        assert!(ratio <= 1.21, "{}: {ratio}", format.name());
+    }
+}
