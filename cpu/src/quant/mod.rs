@@ -14,6 +14,7 @@ mod avx512;
 mod dequantize;
 pub mod dispatch;
 mod format;
+mod kquantize;
 mod layout;
 mod quantize;
 mod scalar;
@@ -21,7 +22,7 @@ mod scalar;
 pub use dequantize::dequantize;
 pub use dispatch::{SimdPath, simd_path};
 pub use format::{Format, QK, QK_K};
-pub use quantize::QuantError;
+pub use quantize::{QuantError, quantize};
 
 use dispatch::MAX_GROUP;
 

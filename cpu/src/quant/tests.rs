@@ -164,3 +164,78 @@ fn memory_stays_close_to_the_file_size() {
         assert!(ratio <= 1.21, "{}: {ratio}", format.name());
     }
 }
+
+/// Weights shaped like a model's: mostly small, a few outliers, some all-zero blocks.
+fn model_like(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            if (i / 256) % 7 == 6 {
+                return 0.0;
+            }
+            let v = unit(seed) * 0.05;
+            if lcg(seed) % 97 == 0 { v * 20.0 } else { v }
+        })
+        .collect()
+}
+
+#[test]
+fn quantize_then_dequantize_stays_within_each_formats_error() {
+    let mut seed = 5;
+    let x = model_like(4096, &mut seed);
+    // Bound on |w - x| relative to the block's (super-block's) largest |x|: half a step of the format's grid
+    // (a whole step for Q4_0/Q5_0, whose grid stops one step short on the side opposite the
+    // largest value), with room for the f16 scales and the K-quants' 6-bit sub-scales.
+    let bounds = [
+        (Format::F32, 0.0),
+        (Format::F16, 1e-3),
+        (Format::BF16, 4e-3),
+        (Format::Q8_0, 0.5 / 127.0 + 1e-3),
+        (Format::Q4_0, 1.0 / 8.0 + 1e-3),
+        (Format::Q4_1, 0.5 / 15.0 * 2.0 + 1e-3),
+        (Format::Q5_0, 1.0 / 16.0 + 1e-3),
+        (Format::Q5_1, 0.5 / 31.0 * 2.0 + 1e-3),
+        (Format::Q4_K, 0.12),
+        (Format::Q5_K, 0.06),
+        (Format::Q6_K, 0.03),
+    ];
+    for (format, bound) in bounds {
+        let bytes = quantize(format, &x).unwrap();
+        assert_eq!(Some(bytes.len()), format.file_bytes(x.len()));
+        assert_eq!(
+            bytes,
+            quantize(format, &x).unwrap(),
+            "{} is deterministic",
+            format.name()
+        );
+        let y = dequantize(format, &bytes).unwrap();
+        let bw = format.block_weights();
+        for (b, (xb, yb)) in x.chunks(bw).zip(y.chunks(bw)).enumerate() {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (i, (a, w)) in xb.iter().zip(yb).enumerate() {
+                assert!(
+                    (a - w).abs() <= bound * amax + 1e-12,
+                    "{} block {b} weight {i}: {a} became {w} (bound {bound} of {amax})",
+                    format.name()
+                );
+            }
+        }
+        // And the matrix built from those bytes computes with the same weights.
+        let m = Matrix::new(4096 / 512, 512, format, bytes).unwrap();
+        let mut row = vec![0f32; 512];
+        m.dequantize_row(3, &mut row);
+        assert_eq!(row, y[3 * 512..4 * 512]);
+    }
+}
+
+#[test]
+fn quantize_refuses_partial_blocks() {
+    assert_eq!(
+        quantize(Format::Q4_K, &[0.0; 288]),
+        Err(QuantError::Values {
+            format: Format::Q4_K,
+            len: 288
+        })
+    );
+    assert!(quantize(Format::Q8_0, &[0.0; 64]).is_ok());
+    assert!(dequantize(Format::Q6_K, &[0; 211]).is_err());
+}
