@@ -239,3 +239,58 @@ fn quantize_refuses_partial_blocks() {
     assert!(quantize(Format::Q8_0, &[0.0; 64]).is_ok());
     assert!(dequantize(Format::Q6_K, &[0; 211]).is_err());
 }
+
+/// Inputs that stress the quantizers' searches and ties: model-like weights, wide and tiny
+/// magnitudes, exact grid points and halves, constant and all-zero blocks.
+fn quantizer_inputs(seed: &mut u64) -> Vec<f32> {
+    let mut x = model_like(8192, seed);
+    x.extend((0..2048).map(|_| unit(seed) * 1000.0));
+    x.extend((0..2048).map(|_| unit(seed) * 1e-6));
+    x.extend((0..2048).map(|i| (i % 33) as f32 * 0.5 - 8.0));
+    x.extend((0..1024).map(|i| ((i % 17) as f32 - 8.0) / 16.0));
+    x.extend(std::iter::repeat_n(0.25, 512));
+    x.extend(std::iter::repeat_n(-3.0, 256));
+    x.extend(std::iter::repeat_n(0.0, 256));
+    x
+}
+
+/// Byte-for-byte agreement with ggml's own reference quantizers, when a build of
+/// `cpu/tools/ggml-quant.c` (see there) is named by `ORRERY_GGML_QUANT`; skipped otherwise, as
+/// llama.cpp's source is not part of this repository.
+#[test]
+fn quantize_matches_ggml_byte_for_byte() {
+    let Some(tool) = std::env::var_os("ORRERY_GGML_QUANT") else {
+        eprintln!("ORRERY_GGML_QUANT not set: skipping the comparison with ggml");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("orrery-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = 17;
+    let x = quantizer_inputs(&mut seed);
+    let input = dir.join("x.f32");
+    std::fs::write(
+        &input,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    for format in Format::ALL.into_iter().filter(|f| *f != Format::F32) {
+        let output = dir.join(format.name());
+        let status = std::process::Command::new(&tool)
+            .args([
+                format.name().as_ref(),
+                input.as_os_str(),
+                output.as_os_str(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{tool:?} {}", format.name());
+        let want = std::fs::read(&output).unwrap();
+        let got = quantize(format, &x).unwrap();
+        assert_eq!(got.len(), want.len(), "{}", format.name());
+        let bb = format.file_block_bytes();
+        for (b, (g, w)) in got.chunks(bb).zip(want.chunks(bb)).enumerate() {
+            assert_eq!(g, w, "{} block {b} differs from ggml's", format.name());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
