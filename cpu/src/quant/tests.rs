@@ -173,7 +173,11 @@ fn model_like(n: usize, seed: &mut u64) -> Vec<f32> {
                 return 0.0;
             }
             let v = unit(seed) * 0.05;
-            if lcg(seed).is_multiple_of(97) { v * 20.0 } else { v }
+            if lcg(seed).is_multiple_of(97) {
+                v * 20.0
+            } else {
+                v
+            }
         })
         .collect()
 }
