@@ -138,16 +138,7 @@ unsafe fn bf16x8(p: *const __m128i) -> __m256 {
     ))
 }
 
-/// Eight i8 at `q`, times `d`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn i8x8(q: *const u8, d: __m256) -> __m256 {
-    let v = _mm_loadl_epi64(q.cast());
-    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d)
-}
-
-/// Unit `g` of a row (weights `32g..32g+32`) as f32. Offsets such as Q4_0's `- 8` are folded
-/// into the fused multiply-add as `-8d`, which is exact, so `(q - 8) * d` rounds as ggml's does.
+/// Unit `g` of a row (weights `32g..32g+32`) as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
@@ -179,38 +170,59 @@ unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
                 bf16x8(p.add(3)),
             ]
         }
+        _ => {
+            let (q, [s, a, s2, a2]) = levels::<F>(row, g);
+            scale(q, s, a, s2, a2)
+        }
+    }
+}
+
+/// Eight i8 at `q` as i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8x8(q: *const u8) -> __m256i {
+    _mm256_cvtepi8_epi32(_mm_loadl_epi64(q.cast()))
+}
+
+/// A quantized unit `g`: its levels (weights `8t..8t+8` in vector `t`) and the affine map
+/// `w = q * s + a` (`s2`, `a2` for the second sixteen weights). Offsets such as Q4_0's `- 8` are
+/// folded into `a` as `-8d`, which is exact, so the fused `q * d - 8d` rounds as ggml's
+/// `(q - 8) * d`; Q6_K's `- 32` is subtracted from the levels instead, so that its `a` is zero
+/// and the single-token kernel needs no half-unit activation sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 4]) {
+    match F {
         Q8_0 => {
             let p = row.add(g * 36);
-            let d = _mm256_set1_ps(rd(p));
+            let d = rd(p);
             let q = p.add(4);
-            [
-                i8x8(q, d),
-                i8x8(q.add(8), d),
-                i8x8(q.add(16), d),
-                i8x8(q.add(24), d),
-            ]
+            (
+                [i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24))],
+                [d, 0.0, d, 0.0],
+            )
         }
         Q4_0 => {
             let p = row.add(g * 20);
             let d = rd(p);
-            scale(nibbles(p.add(4)), d, -8.0 * d, d, -8.0 * d)
+            (nibbles(p.add(4)), [d, -8.0 * d, d, -8.0 * d])
         }
         Q4_1 => {
             let p = row.add(g * 24);
             let (d, m) = (rd(p), rd(p.add(4)));
-            scale(nibbles(p.add(8)), d, m, d, m)
+            (nibbles(p.add(8)), [d, m, d, m])
         }
         Q5_0 => {
             let p = row.add(g * 24);
             let d = rd(p);
             let qh = p.add(4).cast::<u32>().read_unaligned();
-            scale(fifth(nibbles(p.add(8)), qh), d, -16.0 * d, d, -16.0 * d)
+            (fifth(nibbles(p.add(8)), qh), [d, -16.0 * d, d, -16.0 * d])
         }
         Q5_1 => {
             let p = row.add(g * 28);
             let (d, m) = (rd(p), rd(p.add(4)));
             let qh = p.add(8).cast::<u32>().read_unaligned();
-            scale(fifth(nibbles(p.add(12)), qh), d, m, d, m)
+            (fifth(nibbles(p.add(12)), qh), [d, m, d, m])
         }
         Q4_K | Q5_K => {
             let (b, u) = (g / 8, g % 8);
@@ -223,7 +235,7 @@ unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
                 let qh = p.add(24 + 4 * u).cast::<u32>().read_unaligned();
                 fifth(nibbles(p.add(56 + 16 * u)), qh)
             };
-            scale(q, s, a, s, a)
+            (q, [s, a, s, a])
         }
         _ => {
             debug_assert_eq!(F, Q6_K);
@@ -234,7 +246,14 @@ unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
             let s2 = d * f32::from(*p.add(5 + 2 * u) as i8);
             let unit = p.add(20 + 24 * u);
             let q = crumbs(nibbles(unit), unit.add(16));
-            scale(q, s, -32.0 * s, s2, -32.0 * s2)
+            let off = _mm256_set1_epi32(32);
+            let q = [
+                _mm256_sub_epi32(q[0], off),
+                _mm256_sub_epi32(q[1], off),
+                _mm256_sub_epi32(q[2], off),
+                _mm256_sub_epi32(q[3], off),
+            ];
+            (q, [s, 0.0, s2, 0.0])
         }
     }
 }
@@ -296,6 +315,54 @@ unsafe fn dot<const F: u8, const N: usize>(
     }
 }
 
+/// One token against one row of a quantized format, with the scale factored out of each unit:
+/// `Σ w·x = s Σ q·x + a Σ x`, where `Σ x` per unit (`xsum`) is computed once per call for all
+/// rows. That saves the four multiply-adds that expand the weights, the decode step's largest
+/// cost on AVX2 (the weights are read once per token, so nothing amortises the expansion).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot1<const F: u8>(row: *const u8, units: usize, x: *const f32, xsum: &[f32]) -> f32 {
+    let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut off_even, mut off_odd) = (0f32, 0f32);
+    let mut g = 0;
+    while g + 1 < units {
+        unit1::<F>(row, g, x, xsum, &mut even, &mut off_even);
+        unit1::<F>(row, g + 1, x, xsum, &mut odd, &mut off_odd);
+        g += 2;
+    }
+    if g < units {
+        unit1::<F>(row, g, x, xsum, &mut even, &mut off_even);
+    }
+    hsum(_mm256_add_ps(even, odd)) + (off_even + off_odd)
+}
+
+/// Unit `g` of [`dot1`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unit1<const F: u8>(
+    row: *const u8,
+    g: usize,
+    x: *const f32,
+    xsum: &[f32],
+    acc: &mut __m256,
+    off: &mut f32,
+) {
+    let (q, [s, a, s2, _]) = levels::<F>(row, g);
+    let x = x.add(g * QK);
+    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(q[0]), _mm256_loadu_ps(x));
+    let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[1]), _mm256_loadu_ps(x.add(8)), p);
+    if F == Q6_K {
+        let r = _mm256_mul_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)));
+        let r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), r);
+        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
+        *acc = _mm256_fmadd_ps(r, _mm256_set1_ps(s2), *acc);
+    } else {
+        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)), p);
+        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), p);
+        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
+        *off += a * xsum[g];
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn by_tokens<const F: u8>(
     row: *const u8,
@@ -311,15 +378,41 @@ unsafe fn by_tokens<const F: u8>(
     }
 }
 
-/// `sums[i] = row · xs[i]` for up to four tokens.
+/// `sums[i] = row · xs[i]` for up to four tokens. `xsum`, when given with a single token of a
+/// quantized format, holds that token's sums over each 32 activations and selects the factored
+/// single-token kernel.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `row` must be whole memory blocks of `format` and every
 /// `xs[i]` at least as long as the row has weights.
-pub unsafe fn dot_group(format: Format, row: &[u8], xs: &[&[f32]], sums: &mut [f32; MAX_GROUP]) {
+pub unsafe fn dot_group(
+    format: Format,
+    row: &[u8],
+    xs: &[&[f32]],
+    xsum: Option<&[f32]>,
+    sums: &mut [f32; MAX_GROUP],
+) {
     let units = row.len() / format.mem_block_bytes() * (format.block_weights() / QK);
     debug_assert!(xs.len() <= 4 && xs.iter().all(|x| x.len() >= units * QK));
     let p = row.as_ptr();
+    if let (Some(xsum), [x]) = (xsum, xs) {
+        let x = x.as_ptr();
+        let one = match format {
+            Format::Q4_0 => Some(dot1::<Q4_0>(p, units, x, xsum)),
+            Format::Q4_1 => Some(dot1::<Q4_1>(p, units, x, xsum)),
+            Format::Q5_0 => Some(dot1::<Q5_0>(p, units, x, xsum)),
+            Format::Q5_1 => Some(dot1::<Q5_1>(p, units, x, xsum)),
+            Format::Q8_0 => Some(dot1::<Q8_0>(p, units, x, xsum)),
+            Format::Q4_K => Some(dot1::<Q4_K>(p, units, x, xsum)),
+            Format::Q5_K => Some(dot1::<Q5_K>(p, units, x, xsum)),
+            Format::Q6_K => Some(dot1::<Q6_K>(p, units, x, xsum)),
+            Format::F32 | Format::F16 | Format::BF16 => None,
+        };
+        if let Some(one) = one {
+            sums[0] = one;
+            return;
+        }
+    }
     match format {
         Format::F32 => by_tokens::<F32>(p, units, xs, sums),
         Format::F16 => by_tokens::<F16>(p, units, xs, sums),

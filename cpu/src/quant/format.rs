@@ -105,6 +105,11 @@ impl Format {
         }
     }
 
+    /// Whether weights are integer levels times per-block scales (not floats).
+    pub const fn is_quantized(self) -> bool {
+        !matches!(self, Format::F32 | Format::F16 | Format::BF16)
+    }
+
     /// Weights per block: a row's length must be a multiple of it.
     pub const fn block_weights(self) -> usize {
         match self {

@@ -220,13 +220,25 @@ impl Matrix {
         let xs: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
         debug_assert_eq!(xs.len() * self.cols, x.len());
         let group = path.group();
+        // Each token's sums over 32 activations, for the factored single-token kernel: computed
+        // once here for every row the call covers.
+        let factored = path == SimdPath::Avx2 && self.format.is_quantized();
+        let xsums: Vec<f32> = if factored {
+            x.chunks_exact(QK).map(|c| c.iter().sum()).collect()
+        } else {
+            Vec::new()
+        };
+        let units = self.cols / QK;
         for r in rows {
             let row = self.row(r);
             for (g, chunk) in xs.chunks(group).enumerate() {
                 let mut sums = [0f32; MAX_GROUP];
-                dot_group(path, self.format, row, chunk, &mut sums);
+                let t0 = g * group;
+                let xsum =
+                    (factored && chunk.len() == 1).then(|| &xsums[t0 * units..(t0 + 1) * units]);
+                dot_group(path, self.format, row, chunk, xsum, &mut sums);
                 for (i, s) in sums.iter().take(chunk.len()).enumerate() {
-                    let t = g * group + i;
+                    let t = t0 + i;
                     // SAFETY: in bounds and exclusive by the caller's contract.
                     unsafe { *out.add(t * out_stride + r) = *s };
                 }
@@ -235,19 +247,24 @@ impl Matrix {
     }
 }
 
-/// `sums[i] = row · xs[i]` on `path`, which the caller has checked this CPU supports.
+/// `sums[i] = row · xs[i]` on `path`, which the caller has checked this CPU supports (`xsum`:
+/// see `avx2::dot_group`).
 fn dot_group(
     path: SimdPath,
     format: Format,
     row: &[u8],
     xs: &[&[f32]],
+    xsum: Option<&[f32]>,
     sums: &mut [f32; MAX_GROUP],
 ) {
+    // Only the AVX2 kernel uses the activation sums.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = xsum;
     match path {
         // SAFETY: the CPU has the path's features (checked by the caller); `row` is whole blocks
         // (`Matrix::new`) and each x holds `cols` values (`chunks_exact`).
         #[cfg(target_arch = "x86_64")]
-        SimdPath::Avx2 => unsafe { avx2::dot_group(format, row, xs, sums) },
+        SimdPath::Avx2 => unsafe { avx2::dot_group(format, row, xs, xsum, sums) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512 => unsafe { avx512::dot_group(format, row, xs, sums) },
