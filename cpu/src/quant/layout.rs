@@ -40,9 +40,16 @@ fn nib(q: &[u8; QK], out: &mut Vec<u8>) {
     }
 }
 
-/// Weight `i` of a unit's nibble words.
-fn nib_at(p: &[u8], i: usize) -> u8 {
-    (u32_at(p, 4 * (i % 4)) >> (4 * (i / 4))) as u8 & 0xF
+/// A unit's nibble words back in weight order (word by word: one load per eight weights).
+fn unnib(p: &[u8]) -> [u8; QK] {
+    let mut q = [0u8; QK];
+    for j in 0..4 {
+        let w = u32_at(p, 4 * j);
+        for k in 0..8 {
+            q[4 * k + j] = (w >> (4 * k)) as u8 & 0xF;
+        }
+    }
+    q
 }
 
 /// The 6-bit (scale, min) of sub-block `j` of a Q4_K/Q5_K super-block (ggml's
@@ -169,8 +176,9 @@ pub(crate) fn decode(format: Format, b: &[u8], out: &mut [f32]) {
                 Format::Q5_0 => (0.0, u32_at(b, 4), 8),
                 _ => (f(b, 4), u32_at(b, 8), 12),
             };
+            let nibs = unnib(&b[at..]);
             for (i, o) in out[..QK].iter_mut().enumerate() {
-                let q = i32::from(nib_at(&b[at..], i)) | (((qh >> i) & 1) << 4) as i32;
+                let q = i32::from(nibs[i]) | (((qh >> i) & 1) << 4) as i32;
                 *o = match format {
                     Format::Q4_0 => (q - 8) as f32 * d,
                     Format::Q5_0 => (q - 16) as f32 * d,
@@ -189,8 +197,9 @@ pub(crate) fn decode(format: Format, b: &[u8], out: &mut [f32]) {
                 } else {
                     0
                 };
+                let q4 = unnib(&b[nibs + 16 * u..]);
                 for l in 0..QK {
-                    let q = nib_at(&b[nibs + 16 * u..], l) | (((qh >> l) & 1) << 4) as u8;
+                    let q = q4[l] | (((qh >> l) & 1) << 4) as u8;
                     out[QK * u + l] = d1 * f32::from(q) - m1;
                 }
             }
@@ -199,9 +208,10 @@ pub(crate) fn decode(format: Format, b: &[u8], out: &mut [f32]) {
             let d = f(b, 0);
             for u in 0..8 {
                 let p = &b[20 + 24 * u..];
+                let (q4, crumbs) = (unnib(p), [u32_at(p, 16), u32_at(p, 20)]);
                 for l in 0..QK {
-                    let crumb = (u32_at(p, 16 + 4 * (l % 2)) >> (2 * (l / 2))) & 3;
-                    let q = i32::from(nib_at(p, l)) | (crumb << 4) as i32;
+                    let crumb = (crumbs[l % 2] >> (2 * (l / 2))) & 3;
+                    let q = i32::from(q4[l]) | (crumb << 4) as i32;
                     let sc = f32::from(b[4 + 2 * u + l / 16] as i8);
                     out[QK * u + l] = d * sc * (q - 32) as f32;
                 }
