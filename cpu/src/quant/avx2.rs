@@ -9,20 +9,21 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2_decode as decode;
 use super::dispatch::MAX_GROUP;
 use super::format::{Format, QK};
 
-const F32: u8 = Format::F32 as u8;
-const F16: u8 = Format::F16 as u8;
-const BF16: u8 = Format::BF16 as u8;
-const Q4_0: u8 = Format::Q4_0 as u8;
-const Q4_1: u8 = Format::Q4_1 as u8;
-const Q5_0: u8 = Format::Q5_0 as u8;
-const Q5_1: u8 = Format::Q5_1 as u8;
-const Q8_0: u8 = Format::Q8_0 as u8;
-const Q4_K: u8 = Format::Q4_K as u8;
-const Q5_K: u8 = Format::Q5_K as u8;
-const Q6_K: u8 = Format::Q6_K as u8;
+pub(super) const F32: u8 = Format::F32 as u8;
+pub(super) const F16: u8 = Format::F16 as u8;
+pub(super) const BF16: u8 = Format::BF16 as u8;
+pub(super) const Q4_0: u8 = Format::Q4_0 as u8;
+pub(super) const Q4_1: u8 = Format::Q4_1 as u8;
+pub(super) const Q5_0: u8 = Format::Q5_0 as u8;
+pub(super) const Q5_1: u8 = Format::Q5_1 as u8;
+pub(super) const Q8_0: u8 = Format::Q8_0 as u8;
+pub(super) const Q4_K: u8 = Format::Q4_K as u8;
+pub(super) const Q5_K: u8 = Format::Q5_K as u8;
+pub(super) const Q6_K: u8 = Format::Q6_K as u8;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -177,6 +178,30 @@ unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
     }
 }
 
+/// The levels of unit `u` of the K-quant super-block at `p` (Q6_K's less 32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn k_levels<const F: u8>(p: *const u8, u: usize) -> [__m256i; 4] {
+    match F {
+        Q4_K => nibbles(p.add(24 + 16 * u)),
+        Q5_K => {
+            let qh = p.add(24 + 4 * u).cast::<u32>().read_unaligned();
+            fifth(nibbles(p.add(56 + 16 * u)), qh)
+        }
+        _ => {
+            let unit = p.add(20 + 24 * u);
+            let q = crumbs(nibbles(unit), unit.add(16));
+            let off = _mm256_set1_epi32(32);
+            [
+                _mm256_sub_epi32(q[0], off),
+                _mm256_sub_epi32(q[1], off),
+                _mm256_sub_epi32(q[2], off),
+                _mm256_sub_epi32(q[3], off),
+            ]
+        }
+    }
+}
+
 /// Eight i8 at `q` as i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -191,7 +216,7 @@ unsafe fn i8x8(q: *const u8) -> __m256i {
 /// and the single-token kernel needs no half-unit activation sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 4]) {
+pub(super) unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 4]) {
     match F {
         Q8_0 => {
             let p = row.add(g * 36);
@@ -229,13 +254,7 @@ unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 
             let p = row.add(b * if F == Q4_K { 152 } else { 184 });
             let s = rd(p) * f32::from(*p.add(8 + u));
             let a = -(rd(p.add(4)) * f32::from(*p.add(16 + u)));
-            let q = if F == Q4_K {
-                nibbles(p.add(24 + 16 * u))
-            } else {
-                let qh = p.add(24 + 4 * u).cast::<u32>().read_unaligned();
-                fifth(nibbles(p.add(56 + 16 * u)), qh)
-            };
-            (q, [s, a, s, a])
+            (k_levels::<F>(p, u), [s, a, s, a])
         }
         _ => {
             debug_assert_eq!(F, Q6_K);
@@ -244,23 +263,14 @@ unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 
             let d = rd(p);
             let s = d * f32::from(*p.add(4 + 2 * u) as i8);
             let s2 = d * f32::from(*p.add(5 + 2 * u) as i8);
-            let unit = p.add(20 + 24 * u);
-            let q = crumbs(nibbles(unit), unit.add(16));
-            let off = _mm256_set1_epi32(32);
-            let q = [
-                _mm256_sub_epi32(q[0], off),
-                _mm256_sub_epi32(q[1], off),
-                _mm256_sub_epi32(q[2], off),
-                _mm256_sub_epi32(q[3], off),
-            ];
-            (q, [s, 0.0, s2, 0.0])
+            (k_levels::<F>(p, u), [s, 0.0, s2, 0.0])
         }
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -315,54 +325,6 @@ unsafe fn dot<const F: u8, const N: usize>(
     }
 }
 
-/// One token against one row of a quantized format, with the scale factored out of each unit:
-/// `Σ w·x = s Σ q·x + a Σ x`, where `Σ x` per unit (`xsum`) is computed once per call for all
-/// rows. That saves the four multiply-adds that expand the weights, the decode step's largest
-/// cost on AVX2 (the weights are read once per token, so nothing amortises the expansion).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot1<const F: u8>(row: *const u8, units: usize, x: *const f32, xsum: &[f32]) -> f32 {
-    let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut off_even, mut off_odd) = (0f32, 0f32);
-    let mut g = 0;
-    while g + 1 < units {
-        unit1::<F>(row, g, x, xsum, &mut even, &mut off_even);
-        unit1::<F>(row, g + 1, x, xsum, &mut odd, &mut off_odd);
-        g += 2;
-    }
-    if g < units {
-        unit1::<F>(row, g, x, xsum, &mut even, &mut off_even);
-    }
-    hsum(_mm256_add_ps(even, odd)) + (off_even + off_odd)
-}
-
-/// Unit `g` of [`dot1`].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unit1<const F: u8>(
-    row: *const u8,
-    g: usize,
-    x: *const f32,
-    xsum: &[f32],
-    acc: &mut __m256,
-    off: &mut f32,
-) {
-    let (q, [s, a, s2, _]) = levels::<F>(row, g);
-    let x = x.add(g * QK);
-    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(q[0]), _mm256_loadu_ps(x));
-    let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[1]), _mm256_loadu_ps(x.add(8)), p);
-    if F == Q6_K {
-        let r = _mm256_mul_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)));
-        let r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), r);
-        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
-        *acc = _mm256_fmadd_ps(r, _mm256_set1_ps(s2), *acc);
-    } else {
-        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)), p);
-        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), p);
-        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
-        *off += a * xsum[g];
-    }
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn by_tokens<const F: u8>(
     row: *const u8,
@@ -398,14 +360,14 @@ pub unsafe fn dot_group(
     if let (Some(xsum), [x]) = (xsum, xs) {
         let x = x.as_ptr();
         let one = match format {
-            Format::Q4_0 => Some(dot1::<Q4_0>(p, units, x, xsum)),
-            Format::Q4_1 => Some(dot1::<Q4_1>(p, units, x, xsum)),
-            Format::Q5_0 => Some(dot1::<Q5_0>(p, units, x, xsum)),
-            Format::Q5_1 => Some(dot1::<Q5_1>(p, units, x, xsum)),
-            Format::Q8_0 => Some(dot1::<Q8_0>(p, units, x, xsum)),
-            Format::Q4_K => Some(dot1::<Q4_K>(p, units, x, xsum)),
-            Format::Q5_K => Some(dot1::<Q5_K>(p, units, x, xsum)),
-            Format::Q6_K => Some(dot1::<Q6_K>(p, units, x, xsum)),
+            Format::Q4_0 => Some(decode::dot1::<Q4_0>(p, units, x, xsum)),
+            Format::Q4_1 => Some(decode::dot1::<Q4_1>(p, units, x, xsum)),
+            Format::Q5_0 => Some(decode::dot1::<Q5_0>(p, units, x, xsum)),
+            Format::Q5_1 => Some(decode::dot1::<Q5_1>(p, units, x, xsum)),
+            Format::Q8_0 => Some(decode::dot1::<Q8_0>(p, units, x, xsum)),
+            Format::Q4_K => Some(decode::dot1_k::<Q4_K>(p, units, x, xsum)),
+            Format::Q5_K => Some(decode::dot1_k::<Q5_K>(p, units, x, xsum)),
+            Format::Q6_K => Some(decode::dot1_k::<Q6_K>(p, units, x, xsum)),
             Format::F32 | Format::F16 | Format::BF16 => None,
         };
         if let Some(one) = one {

@@ -10,6 +10,8 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_decode;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod dequantize;
 pub mod dispatch;
