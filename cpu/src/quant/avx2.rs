@@ -57,63 +57,56 @@ unsafe fn nibbles(p: *const u8) -> [__m256i; 4] {
     ]
 }
 
-/// `q | ((h >> s) & mask)`, lane by lane: `mask` selects bits that the shift has already put
-/// at 16 and up.
+/// `q | ((h >> s) & mask) << 4`, lane by lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn high(q: __m256i, h: __m256i, s: __m256i, mask: i32) -> __m256i {
-    _mm256_or_si256(
-        q,
-        _mm256_and_si256(_mm256_srlv_epi32(h, s), _mm256_set1_epi32(mask)),
-    )
+    let bits = _mm256_and_si256(_mm256_srlv_epi32(h, s), _mm256_set1_epi32(mask));
+    _mm256_or_si256(q, _mm256_slli_epi32(bits, 4))
 }
 
-/// Adds each weight's fifth bit (`qh` bit `i` for weight `i`) as 16: shifted right by `i - 4`
-/// to land on bit 4, from `qh << 4` for the first eight weights, whose shift would be negative.
+/// Adds each weight's fifth bit (`qh` bit `i` for weight `i`) as 16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn fifth(q: [__m256i; 4], qh: u32) -> [__m256i; 4] {
     let h = _mm256_set1_epi32(qh as i32);
-    let h0 = _mm256_set1_epi32((qh << 4) as i32);
     [
-        high(q[0], h0, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 0x10),
-        high(q[1], h, _mm256_setr_epi32(4, 5, 6, 7, 8, 9, 10, 11), 0x10),
+        high(q[0], h, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 1),
+        high(q[1], h, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15), 1),
         high(
             q[2],
             h,
-            _mm256_setr_epi32(12, 13, 14, 15, 16, 17, 18, 19),
-            0x10,
+            _mm256_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23),
+            1,
         ),
         high(
             q[3],
             h,
-            _mm256_setr_epi32(20, 21, 22, 23, 24, 25, 26, 27),
-            0x10,
+            _mm256_setr_epi32(24, 25, 26, 27, 28, 29, 30, 31),
+            1,
         ),
     ]
 }
 
-/// Adds a Q6_K unit's 2-bit high parts (its crumb words at `p`) as multiples of 16, shifted
-/// straight to bits 4-5 as `fifth` does.
+/// Adds a Q6_K unit's 2-bit high parts (its crumb words at `p`) as multiples of 16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn crumbs(q: [__m256i; 4], p: *const u8) -> [__m256i; 4] {
     let c = _mm256_set1_epi64x(p.cast::<i64>().read_unaligned());
-    let c0 = _mm256_slli_epi32(c, 4);
     [
-        high(q[0], c0, _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6), 0x30),
-        high(q[1], c, _mm256_setr_epi32(4, 4, 6, 6, 8, 8, 10, 10), 0x30),
+        high(q[0], c, _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6), 3),
+        high(q[1], c, _mm256_setr_epi32(8, 8, 10, 10, 12, 12, 14, 14), 3),
         high(
             q[2],
             c,
-            _mm256_setr_epi32(12, 12, 14, 14, 16, 16, 18, 18),
-            0x30,
+            _mm256_setr_epi32(16, 16, 18, 18, 20, 20, 22, 22),
+            3,
         ),
         high(
             q[3],
             c,
-            _mm256_setr_epi32(20, 20, 22, 22, 24, 24, 26, 26),
-            0x30,
+            _mm256_setr_epi32(24, 24, 26, 26, 28, 28, 30, 30),
+            3,
         ),
     ]
 }
