@@ -298,3 +298,36 @@ fn quantize_matches_ggml_byte_for_byte() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Rows split between callers over one shared output (as the engine's threads do), with a
+/// stride wider than the rows: every path writes exactly its own elements.
+#[test]
+fn split_row_ranges_fill_a_strided_output() {
+    let mut seed = 23;
+    let (rows, cols, stride) = (7, 256, 9);
+    for format in [Format::Q4_1, Format::Q6_K, Format::F16] {
+        let (m, _) = random_matrix(format, rows, cols, &mut seed);
+        for tokens in [1, 6] {
+            let x: Vec<f32> = (0..tokens * cols).map(|_| unit(&mut seed)).collect();
+            let want = reference(&m, &x);
+            for path in SimdPath::available() {
+                let mut got = vec![f32::NAN; tokens * stride];
+                for range in [0..3, 3..rows] {
+                    // SAFETY: `got` holds tokens × stride; the ranges do not overlap.
+                    unsafe { m.mul_rows_on(path, range, &x, got.as_mut_ptr(), stride) };
+                }
+                for t in 0..tokens {
+                    for r in 0..stride {
+                        let g = got[t * stride + r];
+                        if r < rows {
+                            let w = want[t * rows + r];
+                            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                        } else {
+                            assert!(g.is_nan(), "{} wrote past its rows", path.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
