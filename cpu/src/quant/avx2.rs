@@ -178,7 +178,7 @@ unsafe fn weights<const F: u8>(row: *const u8, g: usize) -> [__m256; 4] {
     }
 }
 
-/// The levels of unit `u` of the K-quant super-block at `p` (Q6_K's less 32).
+/// The levels of unit `u` of the K-quant super-block at `p` (Q6_K's from 0, not -32).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn k_levels<const F: u8>(p: *const u8, u: usize) -> [__m256i; 4] {
@@ -190,14 +190,7 @@ pub(super) unsafe fn k_levels<const F: u8>(p: *const u8, u: usize) -> [__m256i; 
         }
         _ => {
             let unit = p.add(20 + 24 * u);
-            let q = crumbs(nibbles(unit), unit.add(16));
-            let off = _mm256_set1_epi32(32);
-            [
-                _mm256_sub_epi32(q[0], off),
-                _mm256_sub_epi32(q[1], off),
-                _mm256_sub_epi32(q[2], off),
-                _mm256_sub_epi32(q[3], off),
-            ]
+            crumbs(nibbles(unit), unit.add(16))
         }
     }
 }
@@ -212,8 +205,7 @@ unsafe fn i8x8(q: *const u8) -> __m256i {
 /// A quantized unit `g`: its levels (weights `8t..8t+8` in vector `t`) and the affine map
 /// `w = q * s + a` (`s2`, `a2` for the second sixteen weights). Offsets such as Q4_0's `- 8` are
 /// folded into `a` as `-8d`, which is exact, so the fused `q * d - 8d` rounds as ggml's
-/// `(q - 8) * d`; Q6_K's `- 32` is subtracted from the levels instead, so that its `a` is zero
-/// and the single-token kernel needs no half-unit activation sums.
+/// `(q - 8) * d`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i; 4], [f32; 4]) {
@@ -263,7 +255,7 @@ pub(super) unsafe fn levels<const F: u8>(row: *const u8, g: usize) -> ([__m256i;
             let d = rd(p);
             let s = d * f32::from(*p.add(4 + 2 * u) as i8);
             let s2 = d * f32::from(*p.add(5 + 2 * u) as i8);
-            (k_levels::<F>(p, u), [s, 0.0, s2, 0.0])
+            (k_levels::<F>(p, u), [s, -32.0 * s, s2, -32.0 * s2])
         }
     }
 }
@@ -341,8 +333,8 @@ unsafe fn by_tokens<const F: u8>(
 }
 
 /// `sums[i] = row · xs[i]` for up to four tokens. `xsum`, when given with a single token of a
-/// quantized format, holds that token's sums over each 32 activations and selects the factored
-/// single-token kernel.
+/// quantized format, holds that token's sums over each 32 activations (16 for Q6_K, whose scales
+/// cover 16 weights) and selects the factored single-token kernel.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `row` must be whole memory blocks of `format` and every

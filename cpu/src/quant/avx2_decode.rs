@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{Q4_K, Q6_K, hsum, k_levels, levels};
+use super::avx2::{Q4_K, Q5_K, Q6_K, hsum, k_levels, levels};
 use super::format::QK;
 
 /// One token against one row of a 32-block format.
@@ -45,26 +45,22 @@ unsafe fn unit1<const F: u8>(
     acc: &mut __m256,
     off: &mut f32,
 ) {
-    let (q, [s, a, s2, _]) = levels::<F>(row, g);
+    // One scale per unit: the K-quants go through `dot1_k`.
+    debug_assert!(F != Q4_K && F != Q5_K && F != Q6_K);
+    let (q, [s, a, _, _]) = levels::<F>(row, g);
     let x = x.add(g * QK);
     let p = _mm256_mul_ps(_mm256_cvtepi32_ps(q[0]), _mm256_loadu_ps(x));
     let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[1]), _mm256_loadu_ps(x.add(8)), p);
-    if F == Q6_K {
-        let r = _mm256_mul_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)));
-        let r = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), r);
-        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
-        *acc = _mm256_fmadd_ps(r, _mm256_set1_ps(s2), *acc);
-    } else {
-        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)), p);
-        let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), p);
-        *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
-        *off += a * xsum[g];
-    }
+    let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[2]), _mm256_loadu_ps(x.add(16)), p);
+    let p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[3]), _mm256_loadu_ps(x.add(24)), p);
+    *acc = _mm256_fmadd_ps(p, _mm256_set1_ps(s), *acc);
+    *off += a * xsum[g];
 }
 
 /// One token against one row of a K-quant format, a super-block at a time: its eight (Q6_K:
 /// sixteen) scales are converted together into vectors, each unit's taken by a lane permute, and
-/// the minimums meet the activation sums in one multiply-add per super-block.
+/// the minimums (Q6_K: the `- 32` offsets) meet the activation sums in one multiply-add per
+/// eight scales.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot1_k<const F: u8>(
     row: *const u8,
@@ -79,7 +75,8 @@ pub(super) unsafe fn dot1_k<const F: u8>(
     };
     let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut off = _mm256_setzero_ps();
-    assert!(xsum.len() >= units);
+    let sums_per_unit = if F == Q6_K { 2 } else { 1 };
+    assert!(xsum.len() >= units * sums_per_unit);
     for b in 0..units / 8 {
         let p = row.add(b * bb);
         let d = _mm256_set1_ps(p.cast::<f32>().read_unaligned());
@@ -91,6 +88,8 @@ pub(super) unsafe fn dot1_k<const F: u8>(
                 d,
                 _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))),
             );
+            off = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xsum.as_ptr().add(16 * b)), off);
+            off = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xsum.as_ptr().add(16 * b + 8)), off);
             // Unit u's scales are 2u and 2u + 1 of the sixteen.
             for u in (0..8).step_by(2) {
                 let v = if u < 4 { lo } else { hi };
@@ -127,7 +126,12 @@ pub(super) unsafe fn dot1_k<const F: u8>(
             }
         }
     }
-    hsum(_mm256_add_ps(even, odd)) - hsum(off)
+    let off = if F == Q6_K {
+        32.0 * hsum(off)
+    } else {
+        hsum(off)
+    };
+    hsum(_mm256_add_ps(even, odd)) - off
 }
 
 /// `acc += s[lane] · Σ q·x` over one unit.

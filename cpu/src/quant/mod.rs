@@ -222,22 +222,23 @@ impl Matrix {
         let xs: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
         debug_assert_eq!(xs.len() * self.cols, x.len());
         let group = path.group();
-        // Each token's sums over 32 activations, for the factored single-token kernel: computed
-        // once here for every row the call covers.
+        // Each token's sums over 32 activations (16 for Q6_K), for the factored single-token
+        // kernel: computed once here for every row the call covers.
         let factored = path == SimdPath::Avx2 && self.format.is_quantized();
+        let span = if self.format == Format::Q6_K { 16 } else { QK };
         let xsums: Vec<f32> = if factored {
-            x.chunks_exact(QK).map(|c| c.iter().sum()).collect()
+            x.chunks_exact(span).map(|c| c.iter().sum()).collect()
         } else {
             Vec::new()
         };
-        let units = self.cols / QK;
+        let per_token = self.cols / span;
         for r in rows {
             let row = self.row(r);
             for (g, chunk) in xs.chunks(group).enumerate() {
                 let mut sums = [0f32; MAX_GROUP];
                 let t0 = g * group;
-                let xsum =
-                    (factored && chunk.len() == 1).then(|| &xsums[t0 * units..(t0 + 1) * units]);
+                let xsum = (factored && chunk.len() == 1)
+                    .then(|| &xsums[t0 * per_token..(t0 + 1) * per_token]);
                 dot_group(path, self.format, row, chunk, xsum, &mut sums);
                 for (i, s) in sums.iter().take(chunk.len()).enumerate() {
                     let t = t0 + i;
