@@ -1,9 +1,9 @@
-# One image for every orrery node. The engine is built for an explicit x86-64-v3 baseline (AVX2,
-# FMA) rather than the build machine's CPU, so the image runs on any recent x86-64 host.
+# One image for every orrery node. The engine picks its SIMD kernels at run time (AVX-512, AVX2 or
+# scalar), so the default baseline build runs on any x86-64 host.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --release --bin orrery
+RUN cargo build --release --bin orrery
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \

@@ -1,7 +1,7 @@
 //! Quick engine speed check for profiling (the benchmark of record is `bench/run engine`):
 //! `cargo run --release -p orrery-cpu --example speed -- MODEL.gguf [threads] [batch]`
 //! prints prompt tokens/s (one 64-token pass) and decode tokens/s (`batch` sequences stepping
-//! together).
+//! together), after the SIMD path in use (`ORRERY_SIMD` chooses another the CPU has).
 
 use std::time::Instant;
 
@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .map_or(Ok(1), |a| a.parse())
         .map_err(|e| format!("{e}"))?;
+    println!("simd: {}", orrery_cpu::quant::simd_path());
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     let gguf = Gguf::read(&mut file)?;
     let model = Model::from_gguf(&gguf, &mut file, threads, false, 0)?;

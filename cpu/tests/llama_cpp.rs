@@ -72,7 +72,7 @@ fn quantized(
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             let data = quantize(fmt, &values).expect("quantizes");
-            tensors.push((t.name.clone(), t.dims.clone(), ggml_type(fmt), data));
+            tensors.push((t.name.clone(), t.dims.clone(), fmt.ggml_type(), data));
         } else {
             tensors.push((t.name.clone(), t.dims.clone(), t.ggml_type, raw));
         }
@@ -85,7 +85,7 @@ fn quantized(
         h.update(ty.to_le_bytes());
         h.update(data);
     }
-    let hash = format!("{:x}", h.finalize());
+    let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let metadata: Vec<(&str, Value)> = g
         .metadata
         .iter()
@@ -132,11 +132,6 @@ fn format_named(name: &str) -> Format {
         .unwrap_or_else(|| panic!("format {name} is not supported by the kernels"))
 }
 
-fn ggml_type(f: Format) -> u32 {
-    (0..64)
-        .find(|&id| Format::from_ggml_type(id) == Some(f))
-        .expect("every format has a ggml type")
-}
 
 fn load(path: &Path) -> Model {
     let mut file = File::open(path).expect("open");

@@ -33,7 +33,7 @@ pub enum GgufError {
     Version(u32),
     #[error("the file is truncated or corrupt: {0}")]
     Corrupt(String),
-    #[error("metadata key {key:?}: {problem}")]
+    #[error("metadata key {key:?} is truncated or corrupt: {problem}")]
     Metadata { key: String, problem: String },
     #[error("tensor {name:?}: {problem}")]
     Tensor { name: String, problem: String },

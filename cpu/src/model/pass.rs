@@ -195,8 +195,8 @@ impl Pass<'_> {
                 Qkv::Fused(mat) => unsafe { mat.mul_rows(rows, xn, b.qkv.0, width) },
                 Qkv::Split(q, k, v) => {
                     for (mat, start) in [(q, 0), (k, qd), (v, qd + kvd)] {
-                        let lo = rows.start.clamp(start, start + mat.rows);
-                        let hi = rows.end.clamp(start, start + mat.rows);
+                        let lo = rows.start.clamp(start, start + mat.rows());
+                        let hi = rows.end.clamp(start, start + mat.rows());
                         if lo < hi {
                             unsafe {
                                 mat.mul_rows(lo - start..hi - start, xn, b.qkv.add(start), width)

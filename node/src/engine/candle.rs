@@ -88,6 +88,8 @@ impl CandleEngine {
         };
         let mut file = File::open(path).map_err(|e| load_err("opening", &e))?;
         let gguf = Gguf::read(&mut file).map_err(|e| load_err("reading", &e))?;
+        // The architecture first: "not supported" says more than a tokenizer complaint would.
+        orrery_cpu::ModelConfig::from_gguf(&gguf).map_err(|e| load_err("loading", &e))?;
         let tokenizer = GgufTokenizer::from_gguf(&gguf)?;
         let template = chat_template(&gguf, &tokenizer)?;
         let wanted = match config.context {

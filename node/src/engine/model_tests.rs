@@ -270,3 +270,50 @@ fn load_errors_name_the_file() {
         }
     }
 }
+
+#[test]
+fn truncated_crafted_and_foreign_files_are_refused_in_plain_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = std::fs::read(test_model_path()).expect("read model");
+    let refused = |name: &str, bytes: &[u8], want: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        match CandleEngine::load(&path, "x") {
+            Err(EngineError::Load(msg)) => assert!(msg.contains(want), "{name}: {msg}"),
+            Err(e) => panic!("{name}: expected a load error, got {e}"),
+            Ok(_) => panic!("{name}: loaded"),
+        }
+    };
+    // Cut inside the metadata, and inside the tensor data.
+    refused("head.gguf", &real[..4096], "truncated");
+    refused("tail.gguf", &real[..real.len() / 2], "past the end");
+    // A tensor declaring an enormous shape: refused from the header, before any allocation.
+    let mut huge = Vec::new();
+    orrery_cpu::gguf::write(
+        &mut huge,
+        &[(
+            "general.architecture",
+            orrery_cpu::gguf::Value::String("llama".into()),
+        )],
+        &[orrery_cpu::gguf::TensorOut {
+            name: "token_embd.weight",
+            dims: &[1 << 32, 1 << 30],
+            ggml_type: 0,
+            data: &[0; 64],
+        }],
+    )
+    .expect("writes");
+    refused("huge.gguf", &huge, "far larger than");
+    // An architecture the engine does not run: named, with the supported ones.
+    let mut mamba = Vec::new();
+    orrery_cpu::gguf::write(
+        &mut mamba,
+        &[(
+            "general.architecture",
+            orrery_cpu::gguf::Value::String("mamba".into()),
+        )],
+        &[],
+    )
+    .expect("writes");
+    refused("mamba.gguf", &mamba, "\"mamba\" is not supported (supported: llama, smollm3");
+}
