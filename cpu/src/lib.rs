@@ -10,5 +10,6 @@
 pub mod gguf;
 pub mod kernels;
 pub mod llama;
+pub mod tokenizer;
 
 pub use llama::{Feed, KvCache, Llama, LlamaConfig};
