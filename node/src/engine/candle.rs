@@ -88,7 +88,7 @@ impl CandleEngine {
                 path.display()
             )));
         }
-        let tokenizer = GgufTokenizer::from_gguf_metadata(&content.metadata)?;
+        let tokenizer = super::tokenizer::from_file(path)?;
         let template = chat_template(&content, &tokenizer)?;
         let shape = KvShape::from_gguf(&content, &arch)?;
         let context_len = shape.context_len.min(MAX_SEQ_LEN);
@@ -169,8 +169,8 @@ impl Engine for CandleEngine {
     }
 
     fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
-        let text = self.template.prompt(messages, "")?;
-        Ok(self.tokenizer.encode_prompt(&text)?.len() as u32)
+        let segments = self.template.prompt_segments(messages, "")?;
+        Ok(self.tokenizer.encode_prompt(&segments)?.len() as u32)
     }
 
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
