@@ -53,7 +53,7 @@ impl ChatTemplate {
         // HF templates call Python string methods (`.strip()`, `.startswith()`, ...).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         fns::register(&mut env);
-        let source = source.unwrap_or(CHATML_TEMPLATE).to_string();
+        let source = fns::without_generation_tags(source.unwrap_or(CHATML_TEMPLATE));
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| EngineError::Template(format!("compiling the chat template: {e}")))?;
         Ok(ChatTemplate {

@@ -15,7 +15,15 @@ const ASSISTANT: &str = "Hello! How can I help?";
 const USER_2: &str = "Name a colour.";
 
 /// Templates that refuse the conversation, and a part of the error that says why.
-const REFUSED: &[(&str, &str)] = &[];
+const REFUSED: &[(&str, &str)] = &[
+    // A function-calling template: it requires a `functions` list, which a plain chat lacks.
+    (
+        "fireworks-ai-llama-3-firefunction-v2",
+        "`functions` is undefined",
+    ),
+    // Gemma 2 has no system role and its template says so (Gemma 3's folds it into the user turn).
+    ("google-gemma-2-2b-it", "System role not supported"),
+];
 
 fn templates_dir() -> PathBuf {
     let dir = std::env::var_os("ORRERY_LLAMA_CPP_SRC")

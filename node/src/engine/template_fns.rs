@@ -12,6 +12,22 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("tojson", tojson);
 }
 
+/// `source` with transformers' `{% generation %}` … `{% endgeneration %}` (which only marks the
+/// assistant's text for training masks) turned into an always-true `if`, keeping the tags'
+/// whitespace control.
+pub fn without_generation_tags(source: &str) -> String {
+    let mut out = source.to_string();
+    for (tag, replacement) in [("endgeneration", "endif"), ("generation", "if true")] {
+        for (open, close) in [("{%", "%}"), ("{%-", "%}"), ("{%", "-%}"), ("{%-", "-%}")] {
+            out = out.replace(
+                &format!("{open} {tag} {close}"),
+                &format!("{open} {replacement} {close}"),
+            );
+        }
+    }
+    out
+}
+
 /// `raise_exception(msg)`, which templates call to reject a conversation.
 fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
