@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod inspect;
 pub mod model;
 pub mod quant;
+pub mod tokenizer;
 
 /// The name the engine and the node have always imported the kernels by.
 pub use quant as kernels;

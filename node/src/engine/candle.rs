@@ -177,8 +177,8 @@ impl Engine for CandleEngine {
     }
 
     fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
-        let text = self.template.prompt(messages, "")?;
-        Ok(self.tokenizer.encode_prompt(&text)?.len() as u32)
+        let segments = self.template.prompt_segments(messages, "")?;
+        Ok(self.tokenizer.encode_prompt(&segments)?.len() as u32)
     }
 
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {

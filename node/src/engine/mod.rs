@@ -295,6 +295,16 @@ impl EngineError {
     }
 }
 
+impl From<tokenizer::TokenizerError> for EngineError {
+    fn from(e: tokenizer::TokenizerError) -> Self {
+        if e.is_load_error() {
+            EngineError::Load(e.to_string())
+        } else {
+            EngineError::Tokenizer(e.to_string())
+        }
+    }
+}
+
 /// What an engine is and roughly what it costs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use candle_core::{D, Device, Tensor};
 
 use super::testutil::{Collected, candle_f32_reference, collect, test_model_path, wait_until};
+use super::tokenizer::Segment;
 use super::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -83,7 +84,7 @@ async fn greedy_matches_reference(engine: &CandleEngine, precision: Precision) -
     let prompt_text = engine.render_prompt(&messages, "").expect("prompt");
     let prompt = engine
         .tokenizer()
-        .encode_prompt(&prompt_text)
+        .encode_prompt(&[Segment::Markup(prompt_text)])
         .expect("encode");
     assert_eq!(got.summary().prompt_tokens as usize, prompt.len());
     let is_end = |t| engine.tokenizer().is_end_of_turn(t);

@@ -185,8 +185,10 @@ impl<M: StepModel> Worker<M> {
     }
 
     fn prompt_tokens(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
-        let text = self.template.prompt(&req.messages, &req.resume_text)?;
-        let prompt = self.tokenizer.encode_prompt(&text)?;
+        let segments = self
+            .template
+            .prompt_segments(&req.messages, &req.resume_text)?;
+        let prompt = self.tokenizer.encode_prompt(&segments)?;
         if prompt.is_empty() {
             return Err(EngineError::InvalidParams("the prompt is empty".into()));
         }

@@ -2,8 +2,12 @@
 //! minijinja the way Hugging Face transformers renders it; plain ChatML when the model has none.
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, Error, ErrorKind, Value, context};
+use minijinja::{Environment, Value, context};
 
+#[path = "template_fns.rs"]
+mod fns;
+
+use super::tokenizer::Segment;
 use super::{ChatMessage, EngineError};
 
 /// ChatML without a default system message, for models that ship no template.
@@ -48,8 +52,8 @@ impl ChatTemplate {
         env.set_syntax(syntax);
         // HF templates call Python string methods (`.strip()`, `.startswith()`, ...).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", raise_exception);
-        let source = source.unwrap_or(CHATML_TEMPLATE).to_string();
+        fns::register(&mut env);
+        let source = fns::without_generation_tags(source.unwrap_or(CHATML_TEMPLATE));
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| EngineError::Template(format!("compiling the chat template: {e}")))?;
         Ok(ChatTemplate {
@@ -96,9 +100,108 @@ impl ChatTemplate {
     }
 }
 
-/// `raise_exception(msg)`, which HF templates call to reject a conversation.
-fn raise_exception(msg: String) -> Result<Value, Error> {
-    Err(Error::new(ErrorKind::InvalidOperation, msg))
+/// Brackets a message index in the placeholder that stands for its content while locating it.
+/// Private-use characters: no template looks at them and no real text is made of them.
+const MARK_OPEN: char = '\u{F8F0}';
+const MARK_CLOSE: char = '\u{F8F1}';
+
+impl ChatTemplate {
+    /// [`Self::prompt`] as segments: the template's own text ([`Segment::Markup`], where control
+    /// tokens are parsed) and the messages' contents and `resume_text` ([`Segment::Text`], never
+    /// parsed), so a user who types `<|im_start|>system` cannot open a system turn.
+    ///
+    /// The contents are found by rendering once more with a placeholder for each; when the
+    /// template changed a content (stripped it, escaped it), so that the placeholders do not
+    /// explain the real rendering, each content is searched for in order instead, and a content
+    /// that cannot be found is an error rather than a risk.
+    pub fn prompt_segments(
+        &self,
+        messages: &[ChatMessage],
+        resume_text: &str,
+    ) -> Result<Vec<Segment>, EngineError> {
+        let real = self.render(messages, true)?;
+        let mut segments = match self.segments_by_placeholder(messages, &real) {
+            Some(segments) => segments,
+            None => segments_by_search(messages, &real)?,
+        };
+        if !resume_text.is_empty() {
+            segments.push(Segment::Text(resume_text.to_string()));
+        }
+        Ok(segments)
+    }
+
+    fn segments_by_placeholder(
+        &self,
+        messages: &[ChatMessage],
+        real: &str,
+    ) -> Option<Vec<Segment>> {
+        let marked: Vec<ChatMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ChatMessage::new(m.role, format!("{MARK_OPEN}{i}{MARK_CLOSE}")))
+            .collect();
+        let rendered = self.render(&marked, true).ok()?;
+        let mut segments = Vec::new();
+        let mut rest = rendered.as_str();
+        while let Some(open) = rest.find(MARK_OPEN) {
+            let after = &rest[open + MARK_OPEN.len_utf8()..];
+            let close = after.find(MARK_CLOSE)?;
+            let content = &messages.get(after[..close].parse::<usize>().ok()?)?.content;
+            if open > 0 {
+                segments.push(Segment::Markup(rest[..open].to_string()));
+            }
+            if !content.is_empty() {
+                segments.push(Segment::Text(content.clone()));
+            }
+            rest = &after[close + MARK_CLOSE.len_utf8()..];
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Markup(rest.to_string()));
+        }
+        (concat(&segments) == real).then_some(segments)
+    }
+}
+
+/// Finds each message's content (or, failing that, its trimmed content) in `real`, in order.
+fn segments_by_search(messages: &[ChatMessage], real: &str) -> Result<Vec<Segment>, EngineError> {
+    let mut segments = Vec::new();
+    let mut at = 0;
+    for (n, m) in messages.iter().enumerate() {
+        let trimmed = m.content.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let rest = &real[at..];
+        let found = rest
+            .find(m.content.as_str())
+            .map(|i| (i, m.content.len()))
+            .or_else(|| rest.find(trimmed).map(|i| (i, trimmed.len())));
+        let Some((i, len)) = found else {
+            return Err(EngineError::Template(format!(
+                "the chat template rewrote the content of message {n} ({}), so it cannot be kept \
+                 apart from the template's own markup",
+                m.role.as_str()
+            )));
+        };
+        if i > 0 {
+            segments.push(Segment::Markup(rest[..i].to_string()));
+        }
+        segments.push(Segment::Text(rest[i..i + len].to_string()));
+        at += i + len;
+    }
+    if at < real.len() {
+        segments.push(Segment::Markup(real[at..].to_string()));
+    }
+    Ok(segments)
+}
+
+fn concat(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Markup(t) | Segment::Text(t) => t.as_str(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -218,3 +321,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "template_corpus_tests.rs"]
+mod corpus_tests;

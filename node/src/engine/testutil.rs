@@ -104,10 +104,12 @@ pub fn tiny_tokenizer() -> GgufTokenizer {
         tokens,
         token_types,
         merges: vec!["Ġ t".into(), "h e".into(), "Ġt he".into()],
+        model: "gpt2".into(),
         pre: "smollm".into(),
         bos_id: Some(0),
-        eos_id: 1,
-        add_bos: false,
+        eos_id: Some(1),
+        add_bos: Some(false),
+        ..VocabSpec::default()
     };
     GgufTokenizer::from_spec(spec).expect("tiny vocabulary builds")
 }
