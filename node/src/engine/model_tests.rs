@@ -316,5 +316,9 @@ fn truncated_crafted_and_foreign_files_are_refused_in_plain_words() {
         &[],
     )
     .expect("writes");
-    refused("mamba.gguf", &mamba, "\"mamba\" is not supported (supported: llama, smollm3");
+    refused(
+        "mamba.gguf",
+        &mamba,
+        "\"mamba\" is not supported (supported: llama, smollm3",
+    );
 }
