@@ -343,3 +343,22 @@ fn every_architecture_feature_moves_the_answers() {
         &none,
     );
 }
+
+#[test]
+fn k_quant_models_stay_compact_and_inspection_reports_them() {
+    for arch in ["llama", "qwen3", "gemma2"] {
+        let (file, _) = quantized(arch, "Q4_K", &|_| false);
+        let g = Gguf::open(&file.0).expect("reads");
+        let report = orrery_cpu::inspect::Inspection::of(&g);
+        assert!(report.supported(), "{arch}: {report}");
+        assert_eq!(report.architecture, arch);
+        assert!(report.formats.contains_key("Q4_K"), "{report}");
+        let model = load(&file.0);
+        // Resident weights within 15% of what the file stores (never widened to f32).
+        let (held, stored) = (model.weight_bytes(), g.tensor_bytes());
+        assert!(
+            held as f64 <= stored as f64 * 1.15,
+            "{arch}: {held} bytes held for {stored} stored"
+        );
+    }
+}

@@ -391,7 +391,10 @@ fn inspect_model(
     };
     let gguf = orrery_cpu::gguf::Gguf::open(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let report = orrery_cpu::inspect::Inspection::of(&gguf);
+    let mut report = orrery_cpu::inspect::Inspection::of(&gguf);
+    if let Err(e) = orrery_cpu::tokenizer::Tokenizer::from_gguf(&gguf) {
+        report.problems.push(format!("tokenizer: {e}"));
+    }
     let model_context = report.shape.as_ref().map_or(0, |c| c.context_len);
     let context = context
         .unwrap_or(orrery::engine::DEFAULT_CONTEXT)

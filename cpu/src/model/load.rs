@@ -56,7 +56,7 @@ impl Loader<'_> {
                         "{name}: type {} has no compact kernel here; held as f32 ({} MiB instead \
                          of {} MiB)",
                         t.type_name(),
-                        values.len() * 4 >> 20,
+                        (values.len() * 4) >> 20,
                         t.bytes.unwrap_or(0) >> 20
                     ));
                 }
