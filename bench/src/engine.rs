@@ -107,6 +107,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
             prefill_chunk: 4096,
             precision: spec.precision,
             threads: 0,
+            context: 0,
         }
     };
     let engine = CandleEngine::load_with(&spec.model, "bench", config)?;
