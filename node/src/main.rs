@@ -401,10 +401,12 @@ fn inspect_model(
         .min(model_context.max(1));
     println!("file          {}", path.display());
     println!("{report}");
-    println!(
-        "memory here   {:.1} MiB with {sequences} sequences of {context} tokens",
-        report.memory_bytes(sequences, context) as f64 / (1u64 << 20) as f64
-    );
+    if report.shape.is_some() {
+        println!(
+            "memory here   {:.1} MiB with {sequences} sequences of {context} tokens",
+            report.memory_bytes(sequences, context) as f64 / (1u64 << 20) as f64
+        );
+    }
     Ok(if report.supported() {
         ExitCode::SUCCESS
     } else {
