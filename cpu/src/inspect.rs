@@ -8,7 +8,7 @@ use crate::model::ModelConfig;
 
 /// Candle dequantizes these types for us (held as f32); any other type without a kernel is
 /// refused.
-const WIDENED_TYPES: &[u32] = &[6, 7, 9, 10, 11, 12, 13, 14, 15];
+const WIDENED_TYPES: &[u32] = &[9, 10, 11, 15];
 
 /// The facts about one file.
 #[derive(Clone, Debug)]

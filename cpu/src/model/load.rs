@@ -137,20 +137,15 @@ impl Loader<'_> {
         Ok(self.g.read_tensor(self.file, t)?)
     }
 
-    /// Formats the kernels do not have: candle knows a few more (Q2_K, Q3_K, Q8_K ...).
+    /// Formats the kernels do not have: candle dequantizes Q8_1, Q2_K, Q3_K and Q8_K.
     fn candle_dequantize(&mut self, t: &TensorInfo) -> Result<Vec<f32>, ModelError> {
         use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
         let unsupported =
             || tensor_err(&t.name, format!("type {} is not supported", t.type_name()));
         let dtype = match t.ggml_type {
-            6 => GgmlDType::Q5_0,
-            7 => GgmlDType::Q5_1,
             9 => GgmlDType::Q8_1,
             10 => GgmlDType::Q2K,
             11 => GgmlDType::Q3K,
-            12 => GgmlDType::Q4K,
-            13 => GgmlDType::Q5K,
-            14 => GgmlDType::Q6K,
             15 => GgmlDType::Q8K,
             _ => return Err(unsupported()),
         };

@@ -110,6 +110,7 @@ pub(super) fn q45_k(format: Format, x: &[f32; QK_K], out: &mut Vec<u8>) {
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
     for j in 0..8 {
+        // A 32-value range of the 256-value block: the conversion cannot fail.
         let xs: &[f32; 32] = x[32 * j..32 * j + 32].try_into().expect("32 values");
         let mut sum_x2 = 0f32;
         for v in xs {

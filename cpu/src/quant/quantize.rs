@@ -49,6 +49,8 @@ pub fn quantize(format: Format, values: &[f32]) -> Result<Vec<u8>, QuantError> {
     };
     let mut out = Vec::with_capacity(bytes);
     let bw = format.block_weights();
+    // The `expect`s below cannot fail: `chunks_exact(bw)` yields slices of exactly the block
+    // width each format's arm converts to.
     for x in values.chunks_exact(bw) {
         match format {
             Format::F32 => out.extend(x.iter().flat_map(|v| v.to_le_bytes())),

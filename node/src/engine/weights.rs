@@ -6,8 +6,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::{Deserialize, Serialize};
 
 use super::EngineError;
+use orrery_cpu::Model;
 use orrery_cpu::gguf::Gguf;
-use orrery_cpu::{Model, ModelError};
 
 /// How the weights are held in memory.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,15 +47,10 @@ pub fn load(
     .map_err(|_| {
         EngineError::Load("the loader failed unexpectedly (a bug): the file may be corrupt".into())
     })?
-    .map_err(|e| EngineError::Load(load_message(&e)))?;
+    .map_err(|e| EngineError::Load(e.to_string()))?;
     Ok(Loaded {
         weight_bytes: model.weight_bytes(),
         warnings: std::mem::take(&mut model.warnings),
         model,
     })
-}
-
-/// What a user is told when a model cannot load.
-fn load_message(e: &ModelError) -> String {
-    e.to_string()
 }
