@@ -1,17 +1,20 @@
 //! Wires a node together and owns the order of start-up and shutdown; no other logic lives here.
 
+use crate::actors::NodeHandle;
 use crate::actors::broadcaster::Followers;
+use crate::actors::handle::Slot;
+use crate::actors::membership::MembershipMsg;
+use crate::actors::mesh;
 use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs};
-use crate::actors::worker_host::{WorkerHostArgs, WorkerHostMsg};
-use crate::ask_records::{UserSearch, ensure_user_attribute};
 use crate::asks::AskService;
-use crate::cluster::membership::MembershipMsg;
+use crate::asks::records::{UserSearch, ensure_user_attribute};
 use crate::config::Config;
 use crate::http::auth::Auth;
 use crate::http::{AppState, router};
-use crate::ids::actor_names;
+use crate::protocol::actor_names;
 use crate::temporal::{self, EmbeddedTemporal};
+use crate::worker::{WorkerHostArgs, WorkerHostMsg};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ractor::Actor;
 use std::sync::Arc;
@@ -101,17 +104,25 @@ async fn run_node(
     )?);
 
     let followers = Followers::default();
+    let handle = NodeHandle::default();
+    let worker_host = Arc::new(Slot::<WorkerHostMsg>::default());
+    let workers = crate::worker::spawner(
+        WorkerHostArgs {
+            config: config.clone(),
+            client: client.clone(),
+            runtime,
+            handle: handle.clone(),
+        },
+        worker_host.clone(),
+    );
     let (supervisor, mut supervisor_handle) = Actor::spawn(
         Some(actor_names::SUPERVISOR.to_string()),
         NodeSupervisor,
         SupervisorArgs {
             config: config.clone(),
-            workers: WorkerHostArgs {
-                config: config.clone(),
-                client: client.clone(),
-                runtime,
-            },
+            handle: handle.clone(),
             followers: followers.clone(),
+            workers: Some(workers),
         },
     )
     .await?;
@@ -132,12 +143,13 @@ async fn run_node(
     let (cluster_tx, cluster_rx) = tokio::sync::watch::channel(Vec::new());
     let cluster_watch = {
         let stop = shutdown.clone();
+        let node = handle.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_millis(1000)) => {
-                        let view = crate::cluster::view().await;
+                        let view = mesh::view(node.membership()).await;
                         cluster_tx.send_if_modified(|cur| {
                             let changed = *cur != view;
                             *cur = view;
@@ -149,6 +161,7 @@ async fn run_node(
         })
     };
     let state = AppState {
+        node: handle.clone(),
         asks: AskService {
             config: config.clone(),
             client,
@@ -177,12 +190,9 @@ async fn run_node(
     // Ready once every model configured to load at start has loaded (or failed for good).
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        if let Some(s) = crate::http::node_status().await
-            && s.models_loading.is_empty()
+        if let Some(s) = handle.models_status().await
+            && s.loading.is_empty()
         {
-            for (m, why) in &s.models_failed {
-                tracing::error!(model.id = %m, error = %why, "model failed to load");
-            }
             break;
         }
         if Instant::now() > deadline {
@@ -220,7 +230,7 @@ async fn run_node(
 
     tracing::info!("shutdown: not ready, draining: no new placements here, no new connections");
     ready.store(false, Ordering::SeqCst);
-    if let Some(rm) = crate::actors::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER) {
+    if let Some(rm) = handle.resource_manager() {
         let _ = rm.cast(ResourceManagerMsg::SetDraining(true));
     }
     stop_accepting.cancel();
@@ -232,7 +242,7 @@ async fn run_node(
     );
     let drained = async {
         tasks.wait().await;
-        wait_for_local_generations().await;
+        wait_for_local_generations(&handle).await;
     };
     if tokio::time::timeout(config.limits.shutdown_grace, drained)
         .await
@@ -246,10 +256,10 @@ async fn run_node(
     shutdown.cancel();
     let _ = cluster_watch.await;
     tracing::info!("shutdown: stopping temporal workers");
-    if let Some(host) = crate::actors::lookup::<WorkerHostMsg>(actor_names::WORKER_HOST) {
+    if let Some(host) = worker_host.get() {
         let _ = ractor::call_t!(host, WorkerHostMsg::Drain, 60_000);
     }
-    if let Some(m) = crate::actors::lookup::<MembershipMsg>(actor_names::MEMBERSHIP) {
+    if let Some(m) = handle.membership() {
         tracing::info!("shutdown: leaving the cluster");
         let _ = ractor::call_t!(m, MembershipMsg::Leave, 5000);
     }
@@ -264,9 +274,9 @@ async fn run_node(
 }
 
 /// Resolves once no generation runs or waits on this node.
-async fn wait_for_local_generations() {
+async fn wait_for_local_generations(handle: &NodeHandle) {
     loop {
-        let busy = match crate::actors::resource_manager::local_snapshot().await {
+        let busy = match handle.snapshot().await {
             Some(s) => s.models.iter().map(|m| m.active + m.queued).sum::<u32>(),
             None => 0,
         };
@@ -286,7 +296,7 @@ async fn ensure_scaling_loop(client: &temporalio_client::Client, config: &crate:
         ..Default::default()
     };
     let opts = temporalio_client::WorkflowStartOptions::new(
-        crate::ids::CLUSTER_TASK_QUEUE,
+        crate::protocol::CLUSTER_TASK_QUEUE,
         RESOURCE_WORKFLOW_ID,
     )
     .id_conflict_policy(temporalio_client::WorkflowIdConflictPolicy::UseExisting)

@@ -168,7 +168,7 @@ fn http_base(url: &str) -> String {
 }
 
 /// The cluster view of the node at `url`.
-pub async fn cluster(url: &str) -> anyhow::Result<Vec<crate::cluster::NodeRow>> {
+pub async fn cluster(url: &str) -> anyhow::Result<Vec<crate::protocol::NodeRow>> {
     let v: Value = reqwest::get(format!("{}/api/cluster", http_base(url)))
         .await?
         .error_for_status()?
@@ -178,7 +178,7 @@ pub async fn cluster(url: &str) -> anyhow::Result<Vec<crate::cluster::NodeRow>> 
 }
 
 /// A table of the cluster for people.
-pub fn cluster_table(rows: &[crate::cluster::NodeRow]) -> String {
+pub fn cluster_table(rows: &[crate::protocol::NodeRow]) -> String {
     let mut out = format!(
         "{:<16} {:<9} {:<22} {:>6} {:>6} {:>5} {:>9}  {}\n",
         "NODE", "STATE", "ADDRESS", "ACTIVE", "QUEUED", "CPU%", "FREE MiB", "MODELS"

@@ -2,7 +2,7 @@
 //! function of the file text and an environment map, so tests never touch the process environment.
 
 use crate::engine::Precision;
-use crate::ids::{ModelId, NodeId};
+use crate::protocol::{ModelId, NodeId};
 use crate::users::{Tier, TierLimits};
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Placement: the pure choice of the node that serves an ask, from the nodes' snapshots.
 
-use crate::actors::resource_manager::NodeSnapshot;
-use crate::ids::{ModelId, NodeId};
+use crate::protocol::NodeSnapshot;
+use crate::protocol::{ModelId, NodeId};
 
 /// The node to run `model` on: among nodes that hold it and are not draining, the one with the
 /// fewest active and queued sequences, then the most free memory, then by name (stable). Nodes in
@@ -30,7 +30,7 @@ pub fn choose(snapshots: &[NodeSnapshot], model: &ModelId, excluded: &[NodeId]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::resource_manager::ModelLoad;
+    use crate::protocol::ModelLoad;
 
     fn snap(
         node: &str,

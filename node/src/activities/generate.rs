@@ -4,12 +4,13 @@
 
 use super::non_retryable;
 use crate::actors::model_holder::ModelHolderMsg;
+use crate::actors::{NodeHandle, mesh};
 use crate::engine::{
     ChatMessage, EngineError, FinishReason, GenEvent, GenerateRequest, SamplingParams,
 };
-use crate::ids::{ModelId, NodeId, RequestId, actor_names};
-use crate::live::{self, LiveEvent, LiveStage};
-use crate::workflows::ask::{AskOutcome, INVALID_REQUEST, Priority};
+use crate::protocol::{
+    AskOutcome, INVALID_REQUEST, LiveEvent, LiveStage, ModelId, NodeId, Priority, RequestId,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,11 +42,12 @@ pub struct Progress {
 
 pub struct NodeActivities {
     node: NodeId,
+    handle: NodeHandle,
 }
 
 impl NodeActivities {
-    pub fn new(node: NodeId) -> Self {
-        Self { node }
+    pub fn new(node: NodeId, handle: NodeHandle) -> Self {
+        Self { node, handle }
     }
 }
 
@@ -82,21 +84,19 @@ impl NodeActivities {
         {
             resume = p.text;
         }
-        if let Some(shown) = live::shown(&input.origin, &rid).await
+        if let Some(shown) = mesh::shown(&input.origin, &rid).await
             && shown.len() > resume.len()
             && shown.starts_with(resume.as_str())
         {
             resume = shown;
         }
 
-        let holder =
-            crate::actors::lookup::<ModelHolderMsg>(&actor_names::model_holder(&input.model))
-                .ok_or_else(|| {
-                    retryable(format!(
-                        "model {} is not loaded on node {}",
-                        input.model, self.node
-                    ))
-                })?;
+        let holder = self.handle.holder(&input.model).ok_or_else(|| {
+            retryable(format!(
+                "model {} is not loaded on node {}",
+                input.model, self.node
+            ))
+        })?;
         let cancel = CancellationToken::new();
         let request = GenerateRequest {
             messages: input.messages.clone(),
@@ -138,7 +138,7 @@ impl NodeActivities {
             }
         };
 
-        live::publish_now(
+        mesh::publish(
             &input.origin,
             &rid,
             LiveEvent::Status(LiveStage::Generating {
@@ -160,7 +160,7 @@ impl NodeActivities {
                 }
                 ev = events.recv() => match ev {
                     Some(GenEvent::Token { text: t }) => {
-                        live::publish_now(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
+                        mesh::publish(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
                         chars += t.chars().count();
                         text.push_str(&t);
                         if last_beat.elapsed() >= HEARTBEAT_EVERY {
@@ -175,7 +175,7 @@ impl NodeActivities {
             }
         };
         // A barrier: everything published above reaches the user before the workflow completes.
-        let _ = live::shown(&input.origin, &rid).await;
+        let _ = mesh::shown(&input.origin, &rid).await;
         match result {
             Ok(s) if s.finish_reason == FinishReason::Cancelled => {
                 tracing::info!(chars, "generation cancelled");

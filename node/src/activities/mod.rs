@@ -1,13 +1,13 @@
 //! Temporal activities: `ClusterActivities` run on any node (queue `orrery`), `NodeActivities` on
-//! the node that must do the work (queue `orrery.node.<id>`). Activity structs find the node's
-//! actors by registry name at each call, so restarted actors are picked up.
+//! the node that must do the work (queue `orrery.node.<id>`). Activity structs hold the node's
+//! `NodeHandle`, whose slots always name the current actors, so restarted actors are picked up.
 
 mod generate;
 mod plan;
 mod scaling;
 
 pub use generate::{GenerateInput, NodeActivities, Progress};
-pub use plan::{ClusterActivities, Placement, PlanInput};
+pub use plan::{ClusterActivities, Placement, PlanInput, RoutesQuery};
 pub use scaling::{NodeScalingActivities, ScalingActivities, cluster_view};
 
 use temporalio_common::error::ApplicationFailure;

@@ -1,11 +1,13 @@
 //! Activities of the scaling loop: `collect` (any node) gathers the cluster's view; `load_model`
-//! and `unload_model` run on the target node's own queue and go to its Autoscaler.
+//! and `unload_model` run on the target node's own queue and go to its Models actor.
 
 use super::non_retryable;
-use crate::actors::autoscaler::AutoscalerMsg;
+use crate::actors::NodeHandle;
+use crate::actors::mesh;
+use crate::actors::models::{LoadError, estimate_bytes};
 use crate::config::Config;
-use crate::ids::{ModelId, actor_names};
 use crate::policy::{ClusterView, ModelSpec, NodeView, ReplicaLoad};
+use crate::protocol::ModelId;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -23,7 +25,7 @@ impl ScalingActivities {
 
 /// The snapshots of every node as the policy sees them, with the configured models.
 pub async fn cluster_view(config: &Config) -> ClusterView {
-    let snaps = crate::cluster::snapshots(Duration::from_millis(1500)).await;
+    let snaps = mesh::snapshots(Duration::from_millis(1500)).await;
     let nodes: Vec<NodeView> = snaps
         .iter()
         .map(|s| NodeView {
@@ -58,8 +60,7 @@ pub async fn cluster_view(config: &Config) -> ClusterView {
                 .max();
             ModelSpec {
                 model: m.id.to_string(),
-                memory_bytes: seen
-                    .unwrap_or_else(|| crate::actors::autoscaler::estimate_bytes(config, &m.id)),
+                memory_bytes: seen.unwrap_or_else(|| estimate_bytes(config, &m.id)),
                 min_replicas: m.min_replicas,
                 max_replicas: m.max_replicas,
                 fallback: m.fallback.as_ref().map(|f| f.to_string()),
@@ -86,30 +87,49 @@ impl ScalingActivities {
     }
 }
 
-pub struct NodeScalingActivities;
+pub struct NodeScalingActivities {
+    node: NodeHandle,
+}
 
-async fn autoscale(
-    model: String,
-    msg: fn(ModelId, ractor::RpcReplyPort<Result<(), String>>) -> AutoscalerMsg,
-) -> Result<(), ActivityError> {
-    let a = crate::actors::lookup::<AutoscalerMsg>(actor_names::AUTOSCALER)
-        .ok_or_else(|| ActivityError::from(anyhow::anyhow!("the autoscaler is not running")))?;
-    match ractor::call_t!(a, msg, 240_000, ModelId::new(model)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(non_retryable("ScalingRefused", e)),
-        Err(e) => Err(ActivityError::from(anyhow::anyhow!("autoscaler: {e}"))),
+impl NodeScalingActivities {
+    pub fn new(node: NodeHandle) -> Self {
+        Self { node }
     }
 }
+
+/// A refusal (not configured, no memory, failed to load) is final; the manager being away is not.
+fn scaling_error(e: LoadError) -> ActivityError {
+    match e {
+        LoadError::Unavailable | LoadError::TimedOut => ActivityError::from(anyhow::anyhow!("{e}")),
+        refused => non_retryable("ScalingRefused", refused.to_string()),
+    }
+}
+
+/// How long a load directive may take (a large download or file read).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[activities]
 impl NodeScalingActivities {
     #[activity]
-    pub async fn load_model(_ctx: ActivityContext, model: String) -> Result<(), ActivityError> {
-        autoscale(model, AutoscalerMsg::Load).await
+    pub async fn load_model(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        model: String,
+    ) -> Result<(), ActivityError> {
+        let model = ModelId::new(model);
+        self.node
+            .load_model(&model, LOAD_TIMEOUT)
+            .await
+            .map_err(scaling_error)
     }
 
     #[activity]
-    pub async fn unload_model(_ctx: ActivityContext, model: String) -> Result<(), ActivityError> {
-        autoscale(model, AutoscalerMsg::Unload).await
+    pub async fn unload_model(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        model: String,
+    ) -> Result<(), ActivityError> {
+        let model = ModelId::new(model);
+        self.node.unload_model(&model).await.map_err(scaling_error)
     }
 }

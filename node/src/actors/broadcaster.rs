@@ -2,38 +2,12 @@
 //! activities publish status and text chunks here; it forwards them to whoever asked, and keeps the
 //! answer as the user has been shown it, which is the best point to resume from after a failover.
 
-use crate::ids::{NodeId, RequestId};
+use crate::protocol::{LiveEvent, NodeId, RequestId, groups};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
-
-/// The stages of an ask that are shown to its user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "stage")]
-pub enum LiveStage {
-    Queued {
-        position: u32,
-        estimated_wait_ms: u64,
-    },
-    Planning,
-    Generating {
-        node: NodeId,
-    },
-}
-
-/// One live event about one ask.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LiveEvent {
-    Status(LiveStage),
-    /// `offset` counts the chars of the answer before `text`.
-    Chunk {
-        offset: usize,
-        text: String,
-    },
-}
 
 pub type Subscriber = UnboundedSender<(RequestId, LiveEvent)>;
 
@@ -114,6 +88,35 @@ impl Followers {
     }
 }
 
+/// The Broadcaster of `node`, local or across the mesh.
+pub fn broadcaster_of(node: &NodeId) -> Option<ActorRef<BroadcasterMsg>> {
+    ractor::pg::get_members(&groups::broadcast(node))
+        .into_iter()
+        .next()
+        .map(ActorRef::from)
+}
+
+/// Sends one live event towards the user of `request_id`, on the node they are connected to.
+/// Best effort by design: Temporal holds the durable answer, and a client that missed an event
+/// reconciles from the workflow result.
+pub fn publish(origin: &NodeId, request_id: &RequestId, event: LiveEvent) {
+    if let Some(b) = broadcaster_of(origin) {
+        let _ = b.cast(BroadcasterMsg::Publish {
+            request_id: request_id.clone(),
+            event,
+        });
+    }
+}
+
+/// The answer as its user has been shown it, if the origin node follows the request. Answered
+/// after every event this node published to it before, so it also flushes them.
+pub async fn shown(origin: &NodeId, request_id: &RequestId) -> Option<String> {
+    let b = broadcaster_of(origin)?;
+    ractor::call_t!(b, BroadcasterMsg::Shown, 2000, request_id.clone())
+        .ok()
+        .flatten()
+}
+
 pub struct Broadcaster;
 
 /// Applies a chunk at `offset` to the text shown so far: a replayed chunk is a no-op, a chunk at a
@@ -152,10 +155,7 @@ impl Actor for Broadcaster {
         myself: ActorRef<Self::Msg>,
         (node, followers): (NodeId, Followers),
     ) -> Result<Self::State, ActorProcessingErr> {
-        ractor::pg::join(
-            crate::cluster::broadcast_group(&node),
-            vec![myself.get_cell()],
-        );
+        ractor::pg::join(groups::broadcast(&node), vec![myself.get_cell()]);
         Ok(followers)
     }
 

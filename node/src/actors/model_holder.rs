@@ -3,14 +3,14 @@
 //! sequence slot is busy, asks wait here in priority order (then arrival), and each waiting user is
 //! told their position and an estimated wait whenever the queue moves.
 
+use super::broadcaster;
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{
     CandleConfig, CandleEngine, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest,
     RemoteConfig, RemoteEngine, SyntheticConfig, SyntheticEngine,
 };
-use crate::ids::{ModelId, NodeId, RequestId};
-use crate::live::{self, LiveEvent, LiveStage};
-use crate::workflows::ask::Priority;
+use crate::protocol::{LiveEvent, LiveStage, Priority};
+use crate::protocol::{ModelId, NodeId, RequestId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::collections::HashMap;
@@ -154,7 +154,7 @@ impl ModelHolderState {
             w.told = Some(position);
             let estimated_wait_ms = (per_slot * position as f64) as u64;
             let (origin, id) = (w.origin.clone(), w.request_id.clone());
-            live::publish_now(
+            broadcaster::publish(
                 &origin,
                 &id,
                 LiveEvent::Status(LiveStage::Queued {

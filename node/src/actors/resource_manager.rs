@@ -2,52 +2,17 @@
 //! answered as a `NodeSnapshot` — the input of placement and, later, of the scaling policy.
 
 use super::model_holder::{ModelHolderMsg, ModelStats};
-use crate::ids::{ModelId, NodeId, RequestId, actor_names};
+use super::models::Holders;
+use crate::protocol::{ModelLoad, NodeId, NodeSnapshot, RequestId, groups};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// One model's load on one node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelLoad {
-    pub model: ModelId,
-    pub kind: String,
-    pub active: u32,
-    pub queued: u32,
-    pub max_sequences: u32,
-    #[serde(default)]
-    pub memory_bytes: u64,
-    #[serde(default)]
-    pub idle_since_ms: Option<u64>,
-    #[serde(default)]
-    pub est_wait_ms: u64,
-}
-
-/// What a node reports of itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NodeSnapshot {
-    pub node: NodeId,
-    pub cpu_percent: f32,
-    pub memory_total_bytes: u64,
-    pub memory_available_bytes: u64,
-    pub models: Vec<ModelLoad>,
-    pub draining: bool,
-    /// What models may take on this node, and what they take now.
-    #[serde(default)]
-    pub memory_budget_bytes: u64,
-    #[serde(default)]
-    pub memory_used_bytes: u64,
-}
 
 /// Messages that may come from any node of the mesh.
 #[derive(RactorClusterMessage)]
 pub enum ResourceManagerMsg {
     #[rpc]
     Snapshot(RpcReplyPort<NodeSnapshot>),
-    ModelLoaded(ModelId),
-    ModelUnloaded(ModelId),
     SetDraining(bool),
     /// Stops an ask at once if it is generating or waiting on this node (the fast path of a
     /// cancel; Temporal's cancellation is the durable one).
@@ -57,11 +22,19 @@ pub enum ResourceManagerMsg {
 
 pub struct ResourceManager;
 
+pub struct ResourceManagerArgs {
+    pub node: NodeId,
+    /// Bytes models may take on this node; default: three quarters of RAM.
+    pub memory_budget: Option<u64>,
+    /// The models loaded here (kept by the Models actor).
+    pub holders: Holders,
+}
+
 pub struct ResourceManagerState {
     node: NodeId,
     memory_budget: Option<u64>,
     system: sysinfo::System,
-    models: BTreeSet<ModelId>,
+    holders: Holders,
     draining: bool,
 }
 
@@ -71,36 +44,24 @@ const STATS_TIMEOUT: Duration = Duration::from_millis(500);
 impl Actor for ResourceManager {
     type Msg = ResourceManagerMsg;
     type State = ResourceManagerState;
-    /// The node and its memory budget for models (bytes; default: three quarters of RAM).
-    type Arguments = (NodeId, Option<u64>);
+    type Arguments = ResourceManagerArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (node, memory_budget): (NodeId, Option<u64>),
+        args: ResourceManagerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut system = sysinfo::System::new();
         system.refresh_memory();
         system.refresh_cpu_usage();
         myself.send_interval(SAMPLE_EVERY, || ResourceManagerMsg::Sample);
-        ractor::pg::join(
-            crate::cluster::RESOURCES_GROUP.to_string(),
-            vec![myself.get_cell()],
-        );
-        ractor::pg::join(
-            crate::cluster::resources_group(&node),
-            vec![myself.get_cell()],
-        );
-        // A restarted ResourceManager relearns which models are loaded from the registry.
-        let models = ractor::registry::registered()
-            .into_iter()
-            .filter_map(|n| n.strip_prefix("orrery.model.").map(ModelId::new))
-            .collect();
+        ractor::pg::join(groups::RESOURCES.to_string(), vec![myself.get_cell()]);
+        ractor::pg::join(groups::resources(&args.node), vec![myself.get_cell()]);
         Ok(ResourceManagerState {
-            node,
-            memory_budget,
+            node: args.node,
+            memory_budget: args.memory_budget,
             system,
-            models,
+            holders: args.holders,
             draining: false,
         })
     }
@@ -120,18 +81,9 @@ impl Actor for ResourceManager {
                     .set(state.system.available_memory() as f64);
             }
             ResourceManagerMsg::CancelAsk(id) => {
-                for m in &state.models {
-                    if let Some(h) = super::lookup::<ModelHolderMsg>(&actor_names::model_holder(m))
-                    {
-                        let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
-                    }
+                for (_, h) in state.holders.all() {
+                    let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
                 }
-            }
-            ResourceManagerMsg::ModelLoaded(m) => {
-                state.models.insert(m);
-            }
-            ResourceManagerMsg::ModelUnloaded(m) => {
-                state.models.remove(&m);
             }
             ResourceManagerMsg::SetDraining(d) => {
                 if d != state.draining {
@@ -141,8 +93,8 @@ impl Actor for ResourceManager {
             }
             ResourceManagerMsg::Snapshot(reply) => {
                 let mut models = Vec::new();
-                for m in &state.models {
-                    if let Some(s) = model_stats(m).await {
+                for (m, holder) in state.holders.all() {
+                    if let Some(s) = model_stats(&holder).await {
                         metrics::gauge!("orrery_active_sequences", "model" => m.to_string())
                             .set(s.active as f64);
                         metrics::gauge!("orrery_queue_depth", "model" => m.to_string())
@@ -179,18 +131,11 @@ impl Actor for ResourceManager {
     }
 }
 
-async fn model_stats(model: &ModelId) -> Option<ModelStats> {
-    let holder = super::lookup::<ModelHolderMsg>(&actor_names::model_holder(model))?;
+async fn model_stats(holder: &ActorRef<ModelHolderMsg>) -> Option<ModelStats> {
     ractor::call_t!(
         holder,
         ModelHolderMsg::Stats,
         STATS_TIMEOUT.as_millis() as u64
     )
     .ok()
-}
-
-/// This node's snapshot, from its ResourceManager.
-pub async fn local_snapshot() -> Option<NodeSnapshot> {
-    let rm = super::lookup::<ResourceManagerMsg>(actor_names::RESOURCE_MANAGER)?;
-    ractor::call_t!(rm, ResourceManagerMsg::Snapshot, 2000).ok()
 }

@@ -74,129 +74,10 @@ pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::synthetic::{SyntheticConfig, SyntheticEngine};
 pub use self::weights::Precision;
 
-/// Largest `max_tokens` a request may ask for.
-pub const MAX_TOKENS_LIMIT: u32 = 4096;
-/// Most stop strings per request.
-pub const MAX_STOP_STRINGS: usize = 4;
-/// Longest stop string, in bytes.
-pub const MAX_STOP_BYTES: usize = 64;
-
-/// Who wrote a chat message.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    /// The name chat templates expect in `message['role']`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-/// One turn of a conversation.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub role: Role,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
-    }
-}
-
-/// How to pick tokens and when to stop.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct SamplingParams {
-    /// Most new tokens this call may generate (a resumed answer counts only its new tokens).
-    pub max_tokens: u32,
-    /// 0 means greedy (argmax).
-    pub temperature: f64,
-    pub top_p: Option<f64>,
-    pub seed: u64,
-    /// Generation stops before the first occurrence of any of these; the match is not emitted.
-    pub stop: Vec<String>,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        SamplingParams {
-            max_tokens: 256,
-            temperature: 0.7,
-            top_p: None,
-            seed: 0,
-            stop: Vec::new(),
-        }
-    }
-}
-
-impl SamplingParams {
-    /// Checks every range and reports all violations in one error.
-    pub fn validate(&self) -> Result<(), EngineError> {
-        let mut problems = Vec::new();
-        if !(1..=MAX_TOKENS_LIMIT).contains(&self.max_tokens) {
-            problems.push(format!(
-                "max_tokens must be in 1..={MAX_TOKENS_LIMIT}, got {}",
-                self.max_tokens
-            ));
-        }
-        // `contains` is false for NaN, which is what we want.
-        if !(0.0..=2.0).contains(&self.temperature) {
-            problems.push(format!(
-                "temperature must be in 0..=2, got {}",
-                self.temperature
-            ));
-        }
-        if let Some(p) = self.top_p
-            && !(p > 0.0 && p <= 1.0)
-        {
-            problems.push(format!("top_p must be in (0, 1], got {p}"));
-        }
-        if self.stop.len() > MAX_STOP_STRINGS {
-            problems.push(format!(
-                "at most {MAX_STOP_STRINGS} stop strings, got {}",
-                self.stop.len()
-            ));
-        }
-        for s in &self.stop {
-            if s.is_empty() || s.len() > MAX_STOP_BYTES {
-                problems.push(format!(
-                    "stop strings must be 1..={MAX_STOP_BYTES} bytes, got {} bytes",
-                    s.len()
-                ));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::InvalidParams(problems.join("; ")))
-        }
-    }
-}
-
-/// Why a generation ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum FinishReason {
-    /// End of turn or a stop string.
-    Stop,
-    /// `max_tokens` or the context window reached.
-    Length,
-    /// The cancel token fired or the receiver was dropped.
-    Cancelled,
-}
+pub use crate::protocol::chat::{
+    ChatMessage, FinishReason, InvalidParams, MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT,
+    Role, SamplingParams,
+};
 
 /// One chat completion to produce.
 #[derive(Clone, Debug)]
@@ -292,6 +173,12 @@ impl EngineError {
                 | EngineError::PromptTooLong { .. }
                 | EngineError::Template(_)
         )
+    }
+}
+
+impl From<InvalidParams> for EngineError {
+    fn from(e: InvalidParams) -> Self {
+        EngineError::InvalidParams(e.0)
     }
 }
 
@@ -472,7 +359,7 @@ mod tests {
             ),
         ];
         for (name, params, valid) in cases {
-            let result = params.validate();
+            let result = params.validate().map_err(EngineError::from);
             assert_eq!(result.is_ok(), valid, "{name}: {result:?}");
             if let Err(e) = result {
                 assert_eq!(e.code(), "invalid_params", "{name}");
@@ -487,7 +374,7 @@ mod tests {
             temperature: 9.0,
             ..SamplingParams::default()
         };
-        let Err(EngineError::InvalidParams(msg)) = params.validate() else {
+        let Err(InvalidParams(msg)) = params.validate() else {
             panic!("expected InvalidParams");
         };
         assert!(

@@ -346,7 +346,7 @@ impl Engine for RemoteEngine {
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
         let (tx, rx) = unbounded_channel();
         if let Err(e) = req.params.validate() {
-            let _ = tx.send(GenEvent::Failed(e));
+            let _ = tx.send(GenEvent::Failed(e.into()));
             return rx;
         }
         let (http, cfg, active) = (self.http.clone(), self.config.clone(), self.active.clone());

@@ -95,7 +95,7 @@ impl SchedulerHandle {
     pub fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
         let (tx, rx) = unbounded_channel();
         if let Err(e) = req.params.validate() {
-            let _ = tx.send(GenEvent::Failed(e));
+            let _ = tx.send(GenEvent::Failed(e.into()));
             return rx;
         }
         self.counters.queued.fetch_add(1, Ordering::SeqCst);

@@ -155,7 +155,7 @@ impl Engine for SyntheticEngine {
                 context_len: self.config.context_len,
             })
         };
-        let checked = req.params.validate().and(fits);
+        let checked = req.params.validate().map_err(EngineError::from).and(fits);
         if let Err(e) = checked {
             let _ = tx.send(GenEvent::Failed(e));
             return rx;

@@ -4,8 +4,8 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::actors::resource_manager::ResourceManagerMsg;
-use crate::ids::NodeId;
 use crate::policy::{Decision, Policy};
+use crate::protocol::NodeId;
 use crate::workflows::{RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -65,7 +65,7 @@ pub async fn cluster(
         .await
         .ok();
     Ok(Json(json!({
-        "nodes": crate::cluster::view().await,
+        "nodes": crate::actors::mesh::view(state.node.membership()).await,
         "scaling": status,
     })))
 }
@@ -125,7 +125,7 @@ pub async fn replicas(
     if state
         .asks
         .config
-        .model(&crate::ids::ModelId::new(&model))
+        .model(&crate::protocol::ModelId::new(&model))
         .is_none()
     {
         return Err(ApiError::unknown_model(&model));
@@ -189,7 +189,7 @@ async fn set_draining(
 ) -> Result<Json<Value>, ApiError> {
     authorize(state, headers)?;
     let node = NodeId::new(node);
-    let rm = crate::cluster::resource_manager_of(&node)
+    let rm = crate::actors::mesh::resource_manager_of(&node)
         .ok_or_else(|| ApiError::new("not_found", format!("no node `{node}` in the cluster")))?;
     rm.cast(ResourceManagerMsg::SetDraining(draining))
         .map_err(|e| ApiError::new("unavailable", format!("node `{node}`: {e}")))?;

@@ -50,6 +50,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::asks::AskError> for ApiError {
+    fn from(e: crate::asks::AskError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

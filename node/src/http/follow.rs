@@ -5,9 +5,10 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::actors::mesh;
 use crate::asks::{AskEnd, AskRequest, AskService};
-use crate::ids::{ModelId, NodeId, RequestId};
-use crate::live::{self, LiveEvent};
+use crate::protocol::LiveEvent;
+use crate::protocol::{ModelId, NodeId, RequestId};
 use crate::users::{Caller, Permit};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -49,7 +50,7 @@ async fn admit_and_start(
     before_start(&id);
     if let Err(e) = state.asks.start(input).await {
         state.asks.unfollow(&id);
-        return Err(e);
+        return Err(e.into());
     }
     metrics::counter!("orrery_api_asks_total", "api" => api).increment(1);
     Ok((
@@ -181,7 +182,7 @@ impl Relay {
             }
         };
         // The Broadcaster answers after forwarding every chunk published before: drain them.
-        let _ = live::shown(&self.origin, &self.id).await;
+        let _ = mesh::shown(&self.origin, &self.id).await;
         while let Ok((_, ev)) = live_rx.try_recv() {
             self.forward(ev, &mut sent, &tx);
         }

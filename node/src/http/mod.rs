@@ -13,9 +13,7 @@ pub mod rest;
 mod web;
 pub mod ws;
 
-use crate::actors::supervisor::{NodeStatus, SupervisorMsg};
 use crate::asks::AskService;
-use crate::ids::actor_names;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,6 +29,8 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub struct AppState {
     pub asks: AskService,
+    /// This node's actors.
+    pub node: crate::actors::NodeHandle,
     pub metrics: Option<PrometheusHandle>,
     /// False until the node can answer, and again once it starts shutting down.
     pub ready: Arc<AtomicBool>,
@@ -39,7 +39,7 @@ pub struct AppState {
     /// Tasks that follow asks to their end; shutdown waits for them.
     pub tasks: TaskTracker,
     /// The cluster view, refreshed every second.
-    pub cluster: tokio::sync::watch::Receiver<Vec<crate::cluster::NodeRow>>,
+    pub cluster: tokio::sync::watch::Receiver<Vec<crate::protocol::NodeRow>>,
     /// API keys and per-user limits.
     pub auth: Arc<auth::Auth>,
 }
@@ -76,29 +76,23 @@ async fn not_found() -> error::ApiError {
     error::ApiError::new("not_found", "no such route")
 }
 
-async fn cluster() -> Json<serde_json::Value> {
-    Json(json!({ "nodes": crate::cluster::view().await }))
+async fn cluster(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "nodes": crate::actors::mesh::view(s.node.membership()).await }))
 }
 
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The node's status from its supervisor, if it answers.
-pub async fn node_status() -> Option<NodeStatus> {
-    let sup = crate::actors::lookup::<SupervisorMsg>(actor_names::SUPERVISOR)?;
-    ractor::call_t!(sup, SupervisorMsg::Status, 2000).ok()
-}
-
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let status = node_status().await.unwrap_or_default();
+    let status = s.node.models_status().await.unwrap_or_default();
     let ready = s.ready.load(Ordering::SeqCst);
     let body = json!({
         "ready": ready,
         "node": s.asks.config.node_id,
-        "models_loaded": status.models_loaded,
-        "models_loading": status.models_loading,
-        "models_failed": status.models_failed,
+        "models_loaded": status.loaded,
+        "models_loading": status.loading,
+        "models_failed": status.failed,
     });
     let code = if ready {
         StatusCode::OK

@@ -6,7 +6,7 @@
 use super::AppState;
 use super::error::{ApiError, add_auth_headers};
 use super::follow::{self, Delta};
-use crate::ask_records::rfc3339;
+use crate::asks::records::rfc3339;
 use crate::asks::{AskEnd, AskRequest};
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{ChatMessage, Role, SamplingParams};
@@ -121,16 +121,16 @@ async fn tags(State(s): State<AppState>, _c: OllamaCaller) -> Json<Value> {
 }
 
 async fn ps(State(s): State<AppState>, _c: OllamaCaller) -> Json<Value> {
-    let status = super::node_status().await.unwrap_or_default();
+    let status = s.node.models_status().await.unwrap_or_default();
     let mut models = Vec::new();
     for m in s
         .asks
         .config
         .models
         .iter()
-        .filter(|m| status.models_loaded.contains(&m.id))
+        .filter(|m| status.loaded.contains(&m.id))
     {
-        let size = model_memory(&m.id).await;
+        let size = model_memory(&s, &m.id).await;
         let mut e = model_entry(m, size);
         e["size_vram"] = json!(0);
         models.push(e);
@@ -139,11 +139,9 @@ async fn ps(State(s): State<AppState>, _c: OllamaCaller) -> Json<Value> {
 }
 
 /// A loaded model's memory estimate, from its holder.
-async fn model_memory(id: &crate::ids::ModelId) -> u64 {
+async fn model_memory(s: &AppState, id: &crate::protocol::ModelId) -> u64 {
     use crate::actors::model_holder::ModelHolderMsg;
-    let Some(h) =
-        crate::actors::lookup::<ModelHolderMsg>(&crate::ids::actor_names::model_holder(id))
-    else {
+    let Some(h) = s.node.holder(id) else {
         return 0;
     };
     ractor::call_t!(h, ModelHolderMsg::Stats, 1000)
@@ -368,7 +366,11 @@ async fn generate(
         return Err(OllamaError::bad("images are not supported"));
     }
     let id = model_id(&r.model);
-    if s.asks.config.model(&crate::ids::ModelId::new(id)).is_none() {
+    if s.asks
+        .config
+        .model(&crate::protocol::ModelId::new(id))
+        .is_none()
+    {
         return Err(ApiError::unknown_model(&id).into());
     }
     if r.prompt.is_empty() {

@@ -5,12 +5,12 @@
 use super::AppState;
 use super::error::ApiError;
 use super::follow;
-use crate::ask_records::{self, AskStatus};
+use crate::asks::records::{self as ask_records, AskStatus};
 use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams};
-use crate::ids::RequestId;
+use crate::protocol::Priority;
+use crate::protocol::RequestId;
 use crate::users::Caller;
-use crate::workflows::ask::Priority;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

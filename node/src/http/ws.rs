@@ -3,12 +3,13 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::actors::mesh;
 use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams};
-use crate::ids::RequestId;
-use crate::live::{self, LiveEvent, LiveStage};
+use crate::protocol::Priority;
+use crate::protocol::RequestId;
+use crate::protocol::{LiveEvent, LiveStage};
 use crate::users::Caller;
-use crate::workflows::ask::Priority;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -97,14 +98,14 @@ fn end_frame(id: &RequestId, end: AskEnd, shown: Option<String>, elapsed_ms: u64
 }
 
 async fn models_value(state: &AppState) -> Value {
-    let status = super::node_status().await.unwrap_or_default();
+    let status = state.node.models_status().await.unwrap_or_default();
     let models: Vec<Value> = state
         .asks
         .config
         .models
         .iter()
         .map(|m| {
-            json!({"id": m.id, "loaded": status.models_loaded.contains(&m.id),
+            json!({"id": m.id, "loaded": status.loaded.contains(&m.id),
                    "kind": match m.source {
                        crate::config::ModelSource::Synthetic { .. } => "synthetic",
                        crate::config::ModelSource::Remote { .. } => "remote",
@@ -278,7 +279,7 @@ async fn handle_frame(
                 return;
             }
             if let Err(e) = state.asks.cancel(&id).await {
-                let _ = out.send(error_frame(&e, None, Some(id.as_str())));
+                let _ = out.send(error_frame(&e.into(), None, Some(id.as_str())));
             }
         }
         Some("ask") => {
@@ -306,7 +307,7 @@ async fn handle_frame(
             let input = match state.asks.validate(req) {
                 Ok(i) => i,
                 Err(e) => {
-                    let _ = out.send(error_frame(&e, client_id.as_deref(), None));
+                    let _ = out.send(error_frame(&e.into(), client_id.as_deref(), None));
                     return;
                 }
             };
@@ -327,7 +328,7 @@ async fn handle_frame(
             if let Err(e) = state.asks.start(input).await {
                 state.asks.unfollow(&id);
                 let _ = out.send(json!({"type": "failed", "request_id": id,
-                                         "error": {"code": e.code, "message": e.message}}));
+                                         "error": {"code": e.code(), "message": e.to_string()}}));
                 return;
             }
             mine.insert(id.clone());
@@ -339,7 +340,7 @@ async fn handle_frame(
                 let elapsed_ms = accepted_at.elapsed().as_millis() as u64;
                 // The Broadcaster answers after forwarding every chunk published before: the
                 // end frame cannot overtake them.
-                let shown = live::shown(&origin, &id).await;
+                let shown = mesh::shown(&origin, &id).await;
                 asks.unfollow(&id);
                 let _ = out.send(end_frame(&id, end, shown, elapsed_ms));
                 let _ = ended.send(id);

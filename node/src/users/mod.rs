@@ -5,7 +5,7 @@
 pub mod keys;
 pub mod limits;
 
-use crate::workflows::ask::Priority;
+use crate::protocol::Priority;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

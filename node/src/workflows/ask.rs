@@ -6,8 +6,10 @@
 //! the workflow plans again without it and resumes from the last heartbeated text.
 
 use crate::activities::{ClusterActivities, GenerateInput, NodeActivities, PlanInput, Progress};
-use crate::engine::{ChatMessage, FinishReason, SamplingParams};
-use crate::ids::{ModelId, NodeId, RequestId, node_task_queue};
+use crate::protocol::{
+    AskOutcome, ChatMessage, INVALID_REQUEST, NO_CAPACITY, Priority, SamplingParams, UNKNOWN_MODEL,
+};
+use crate::protocol::{ModelId, NodeId, RequestId, node_task_queue};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use temporalio_common::RetryPolicy;
@@ -18,24 +20,11 @@ use temporalio_sdk::{
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
-/// Failure types that mean the request itself is at fault: no other node would do better.
-pub const INVALID_REQUEST: &str = "InvalidRequest";
-pub const UNKNOWN_MODEL: &str = "UnknownModel";
-pub const NO_CAPACITY: &str = "NoCapacity";
-
 /// How many placements one ask may try before it fails.
 const MAX_PLACEMENTS: u32 = 4;
 
 /// Patch marker: this history runs plan as a local activity.
 const PLAN_LOCALLY: &str = "plan-local-activity";
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    High,
-    Normal,
-    Low,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AskInput {
@@ -49,20 +38,6 @@ pub struct AskInput {
     pub origin: NodeId,
     /// Seconds a silent generating node is given before the work moves.
     pub heartbeat_timeout_secs: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AskOutcome {
-    pub text: String,
-    pub node: NodeId,
-    pub model: ModelId,
-    pub finish_reason: FinishReason,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub first_token_ms: u64,
-    pub total_ms: u64,
-    /// Placements tried (1 when the first node finished the answer).
-    pub attempts: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 pub mod ask;
 pub mod resources;
 
-pub use ask::{AskInput, AskOutcome, AskStage, AskWorkflow};
+pub use crate::protocol::AskOutcome;
+pub use ask::{AskInput, AskStage, AskWorkflow};
 pub use resources::{
-    RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow, ScalingState, ScalingStatus,
+    RESOURCE_WORKFLOW_ID, ResourceManagementWorkflow, ScalingState, ScalingStatus, routes_query,
 };

@@ -5,12 +5,13 @@
 //! log, the last view and the current settings. Continue-as-new bounds its history and carries the
 //! whole state over.
 
+use crate::activities::RoutesQuery;
 use crate::activities::{NodeScalingActivities, ScalingActivities};
-use crate::ids::{NodeId, node_task_queue};
 use crate::policy::{
     ClusterView, Decision, Directive, ModelName, NodeName, Overrides, Policy, PolicyState, Route,
     decide,
 };
+use crate::protocol::{NodeId, node_task_queue};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, UNIX_EPOCH};
@@ -22,7 +23,7 @@ use temporalio_sdk::{
 };
 
 /// The one scaling workflow of a cluster: every node tries to start it; one runs.
-pub const RESOURCE_WORKFLOW_ID: &str = "orrery-resource-management";
+pub use crate::protocol::RESOURCE_WORKFLOW_ID;
 
 /// Decisions kept for the admin (the oldest drop out).
 const LOG_LIMIT: usize = 300;
@@ -287,4 +288,17 @@ impl ResourceManagementWorkflow {
             ticks: self.s.ticks,
         }
     }
+}
+
+/// The scaling loop's current routes, for the plan activity (see [`RoutesQuery`]).
+pub fn routes_query() -> RoutesQuery {
+    std::sync::Arc::new(|client: temporalio_client::Client| {
+        Box::pin(async move {
+            client
+                .get_workflow_handle::<ResourceManagementWorkflow>(RESOURCE_WORKFLOW_ID)
+                .query(ResourceManagementWorkflow::routes, (), Default::default())
+                .await
+                .ok()
+        })
+    })
 }

@@ -2,11 +2,11 @@
 //! (describe + the `stage` query + the generate activity's heartbeat), and a user's history
 //! (visibility, filtered by the `OrreryUser` search attribute where the namespace has it).
 
+use super::{AskEnd, AskError, AskService};
 use crate::activities::Progress;
-use crate::asks::AskService;
-use crate::http::error::ApiError;
-use crate::ids::{ASK_WORKFLOW_PREFIX, NodeId, RequestId, USER_SEARCH_ATTRIBUTE};
-use crate::workflows::ask::{AskInput, AskStage, AskWorkflow, Priority};
+use crate::protocol::Priority;
+use crate::protocol::{ASK_WORKFLOW_PREFIX, NodeId, RequestId, USER_SEARCH_ATTRIBUTE};
+use crate::workflows::ask::{AskInput, AskStage, AskWorkflow};
 use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
@@ -187,8 +187,8 @@ pub async fn describe_owned(
     asks: &AskService,
     id: &RequestId,
     user: &str,
-) -> Result<Described, ApiError> {
-    let not_found = || ApiError::new("unknown_request", format!("no ask {id}"));
+) -> Result<Described, AskError> {
+    let not_found = || AskError::UnknownRequest(id.clone());
     if !id.as_str().starts_with(ASK_WORKFLOW_PREFIX) {
         return Err(not_found());
     }
@@ -201,10 +201,7 @@ pub async fn describe_owned(
             if e.to_string().to_lowercase().contains("not found") {
                 not_found()
             } else {
-                ApiError::new(
-                    "unavailable",
-                    format!("Temporal did not describe {id}: {e}"),
-                )
+                AskError::Unavailable(format!("Temporal did not describe {id}: {e}"))
             }
         })?;
     if desc.workflow_type() != AskWorkflow::name() {
@@ -217,10 +214,7 @@ pub async fn describe_owned(
         .flatten()
         .unwrap_or_else(|| crate::users::UserId::ANONYMOUS.to_string());
     if owner != user {
-        return Err(ApiError::new(
-            "forbidden",
-            format!("ask {id} belongs to another user"),
-        ));
+        return Err(AskError::Forbidden(id.clone()));
     }
     let model = memo.get::<String>(MEMO_MODEL).ok().flatten();
     Ok(Described {
@@ -255,7 +249,7 @@ pub async fn status(asks: &AskService, id: &RequestId, d: &Described) -> AskStat
     };
     if status == WorkflowExecutionStatus::Completed {
         // A closed workflow's result is read from its history, without waiting.
-        if let crate::asks::AskEnd::Done(o) = asks.outcome(id).await {
+        if let AskEnd::Done(o) = asks.outcome(id).await {
             s.node = Some(o.node);
             s.attempt = Some(o.attempts);
         }
@@ -318,7 +312,7 @@ pub async fn history(
     asks: &AskService,
     user: &str,
     limit: usize,
-) -> Result<Vec<AskSummary>, ApiError> {
+) -> Result<Vec<AskSummary>, AskError> {
     let limit = limit.clamp(1, MAX_HISTORY);
     let by_attribute = asks.user_search.enabled();
     let query = if by_attribute {
@@ -336,9 +330,8 @@ pub async fn history(
         .list_workflows(query, WorkflowListOptions::builder().limit(scan).build());
     let mut out = Vec::new();
     while let Some(item) = stream.next().await {
-        let w = item.map_err(|e| {
-            ApiError::new("unavailable", format!("Temporal visibility failed: {e}"))
-        })?;
+        let w =
+            item.map_err(|e| AskError::Unavailable(format!("Temporal visibility failed: {e}")))?;
         let memo = w.memo();
         let owner = memo.get::<String>(MEMO_USER).ok().flatten();
         if owner.as_deref() != Some(user) {

@@ -1,13 +1,21 @@
-//! Asks as every interface sees them (WebSocket now; REST and the OpenAI API reuse it): validate a
-//! request, start its AskWorkflow, follow its live events, wait for its end, cancel it.
+//! Asks as every interface sees them (WebSocket, REST, the OpenAI and Ollama APIs): validate a
+//! request, start its AskWorkflow, follow its live events, wait for its end, cancel it; and the
+//! durable records of past asks (`records`). Nothing here knows HTTP: errors are [`AskError`].
+
+mod error;
+pub mod records;
+
+pub use error::AskError;
 
 use crate::actors::broadcaster::{Followers, Subscriber};
+use crate::actors::mesh;
 use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::config::Config;
-use crate::engine::{ChatMessage, Role, SamplingParams};
-use crate::http::error::ApiError;
-use crate::ids::{CLUSTER_TASK_QUEUE, ModelId, RequestId};
-use crate::workflows::ask::{AskInput, AskOutcome, AskWorkflow, Priority};
+use crate::protocol::{
+    AskOutcome, CLUSTER_TASK_QUEUE, ChatMessage, INVALID_REQUEST, ModelId, NO_CAPACITY, Priority,
+    RequestId, Role, SamplingParams, UNKNOWN_MODEL,
+};
+use crate::workflows::ask::{AskInput, AskWorkflow};
 use std::sync::Arc;
 use std::time::Instant;
 use temporalio_client::errors::WorkflowGetResultError;
@@ -42,49 +50,42 @@ pub struct AskService {
     /// The sessions of this node that follow asks.
     pub followers: Followers,
     /// Whether asks carry the user as a search attribute (history is then filtered by Temporal).
-    pub user_search: crate::ask_records::UserSearch,
+    pub user_search: records::UserSearch,
 }
 
 impl AskService {
     /// Checks a request and turns it into the workflow's input.
-    pub fn validate(&self, req: AskRequest) -> Result<AskInput, ApiError> {
+    pub fn validate(&self, req: AskRequest) -> Result<AskInput, AskError> {
         let model = match req.model.as_deref() {
             None | Some("") => self.config.default_model.clone(),
             Some(m) => ModelId::new(m),
         };
         if self.config.model(&model).is_none() {
-            return Err(ApiError::unknown_model(&model));
+            return Err(AskError::UnknownModel(model));
         }
         if req.messages.is_empty() || req.messages.iter().all(|m| m.content.trim().is_empty()) {
-            return Err(ApiError::new("empty_prompt", "the prompt is empty"));
+            return Err(AskError::EmptyPrompt);
         }
         if !matches!(req.messages.last().map(|m| &m.role), Some(Role::User)) {
-            return Err(ApiError::new(
-                "invalid_params",
-                "the last message must be the user's",
+            return Err(AskError::InvalidParams(
+                "the last message must be the user's".into(),
             ));
         }
         let chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
         if chars > self.config.limits.max_prompt_chars {
-            return Err(ApiError::new(
-                "prompt_too_long",
-                format!(
-                    "the prompt has {chars} characters; the limit is {}",
-                    self.config.limits.max_prompt_chars
-                ),
-            ));
+            return Err(AskError::PromptTooLong {
+                chars,
+                limit: self.config.limits.max_prompt_chars,
+            });
         }
         req.params
             .validate()
-            .map_err(|e| ApiError::new("invalid_params", e.to_string()))?;
+            .map_err(|e| AskError::InvalidParams(e.to_string()))?;
         if req.params.max_tokens > self.config.limits.max_tokens {
-            return Err(ApiError::new(
-                "invalid_params",
-                format!(
-                    "max_tokens {} is above this cluster's limit of {}",
-                    req.params.max_tokens, self.config.limits.max_tokens
-                ),
-            ));
+            return Err(AskError::InvalidParams(format!(
+                "max_tokens {} is above this cluster's limit of {}",
+                req.params.max_tokens, self.config.limits.max_tokens
+            )));
         }
         Ok(AskInput {
             request_id: RequestId::generate(),
@@ -118,13 +119,13 @@ impl AskService {
     }
 
     /// Starts the ask's workflow.
-    pub async fn start(&self, input: AskInput) -> Result<(), ApiError> {
+    pub async fn start(&self, input: AskInput) -> Result<(), AskError> {
         let id = input.request_id.to_string();
         let opts = WorkflowStartOptions::new(CLUSTER_TASK_QUEUE, id.clone())
             .static_summary(summary(&input))
-            .memo(crate::ask_records::memo(&input))
+            .memo(records::memo(&input))
             .maybe_search_attributes(self.user_search.attributes(&input.user))
-            .priority(crate::ask_records::temporal_priority(&input.priority))
+            .priority(records::temporal_priority(&input.priority))
             // The start call hands the first workflow task straight to this node's own worker
             // (when it has a free slot), saving a round trip through the task queue.
             .enable_eager_workflow_start(true)
@@ -141,10 +142,9 @@ impl AskService {
             Err(e) => {
                 metrics::gauge!("orrery_asks_in_flight").decrement(1.0);
                 tracing::error!(workflow.id = %id, error = %e, "could not start the ask workflow");
-                Err(ApiError::new(
-                    "unavailable",
-                    format!("the control plane (Temporal) did not take the ask: {e}"),
-                ))
+                Err(AskError::Unavailable(format!(
+                    "the control plane (Temporal) did not take the ask: {e}"
+                )))
             }
         }
     }
@@ -193,16 +193,18 @@ impl AskService {
 
     /// Cancels an ask: durably through Temporal, and at once on every node's engines so the
     /// answer stops within a token rather than at the next heartbeat.
-    pub async fn cancel(&self, id: &RequestId) -> Result<(), ApiError> {
+    pub async fn cancel(&self, id: &RequestId) -> Result<(), AskError> {
         let handle = self
             .client
             .get_workflow_handle::<AskWorkflow>(id.to_string());
         handle
             .cancel(WorkflowCancelOptions::default())
             .await
-            .map_err(|e| ApiError::new("unknown_request", format!("cannot cancel {id}: {e}")))?;
-        for cell in ractor::pg::get_members(&crate::cluster::RESOURCES_GROUP.to_string()) {
-            let rm: ractor::ActorRef<ResourceManagerMsg> = cell.into();
+            .map_err(|e| {
+                tracing::info!(request.id = %id, error = %e, "cancel refused");
+                AskError::UnknownRequest(id.clone())
+            })?;
+        for rm in mesh::resource_managers() {
             let _ = rm.cast(ResourceManagerMsg::CancelAsk(id.clone()));
         }
         Ok(())
@@ -225,9 +227,9 @@ fn describe_failure(e: &IncomingError) -> (String, String) {
         match err {
             IncomingError::Application(a) => {
                 let code = match a.type_name() {
-                    Some(crate::workflows::ask::UNKNOWN_MODEL) => "unknown_model",
-                    Some(crate::workflows::ask::INVALID_REQUEST) => "invalid_params",
-                    Some(crate::workflows::ask::NO_CAPACITY) => "no_capacity",
+                    Some(UNKNOWN_MODEL) => "unknown_model",
+                    Some(INVALID_REQUEST) => "invalid_params",
+                    Some(NO_CAPACITY) => "no_capacity",
                     _ => "internal",
                 };
                 return (code.into(), a.source_error().to_string());

@@ -6,9 +6,12 @@
 use crate::activities::{
     ClusterActivities, NodeActivities, NodeScalingActivities, ScalingActivities,
 };
+use crate::actors::NodeHandle;
+use crate::actors::handle::Slot;
+use crate::actors::supervisor::ChildSpawner;
 use crate::config::Config;
-use crate::ids::{CLUSTER_TASK_QUEUE, node_task_queue};
-use crate::workflows::{AskWorkflow, ResourceManagementWorkflow};
+use crate::protocol::{CLUSTER_TASK_QUEUE, actor_names, node_task_queue};
+use crate::workflows::{AskWorkflow, ResourceManagementWorkflow, routes_query};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::sync::Arc;
@@ -21,6 +24,22 @@ pub struct WorkerHostArgs {
     pub config: Arc<Config>,
     pub client: Client,
     pub runtime: Arc<Runtime>,
+    /// Handed to the activities.
+    pub handle: NodeHandle,
+}
+
+/// How the supervisor starts (and restarts) the worker host; `current` always holds the one
+/// running, for the drain at shutdown.
+pub fn spawner(args: WorkerHostArgs, current: Arc<Slot<WorkerHostMsg>>) -> ChildSpawner {
+    Arc::new(move |sup| {
+        let (args, current) = (args.clone(), current.clone());
+        Box::pin(async move {
+            let name = Some(actor_names::WORKER_HOST.to_string());
+            let (host, _) = Actor::spawn_linked(name, WorkerHost, args, sup).await?;
+            current.set(Some(host.clone()));
+            Ok(host.get_cell())
+        })
+    })
 }
 
 #[derive(RactorMessage)]
@@ -48,7 +67,7 @@ pub struct WorkerHostState {
 
 pub struct WorkerHost;
 
-fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
+fn options_for(queue: &str, config: &Config, handle: &NodeHandle) -> Result<WorkerOptions, String> {
     let grace = config.limits.shutdown_grace;
     if queue == CLUSTER_TASK_QUEUE {
         Ok(WorkerOptions::new(queue)
@@ -56,7 +75,11 @@ fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
             .map_err(|e| e.to_string())?
             .register_workflow::<ResourceManagementWorkflow>()
             .map_err(|e| e.to_string())?
-            .register_activities(ClusterActivities::new(config.node_id.clone()))
+            .register_activities(ClusterActivities::new(
+                config.node_id.clone(),
+                handle.clone(),
+                routes_query(),
+            ))
             .register_activities(ScalingActivities::new(Arc::new(config.clone())))
             // A dead node's cached workflows move to another worker after this.
             .sticky_queue_schedule_to_start_timeout(std::time::Duration::from_secs(3))
@@ -64,8 +87,8 @@ fn options_for(queue: &str, config: &Config) -> Result<WorkerOptions, String> {
             .build())
     } else {
         Ok(WorkerOptions::new(queue)
-            .register_activities(NodeActivities::new(config.node_id.clone()))
-            .register_activities(NodeScalingActivities)
+            .register_activities(NodeActivities::new(config.node_id.clone(), handle.clone()))
+            .register_activities(NodeScalingActivities::new(handle.clone()))
             .graceful_shutdown_period(grace)
             .build())
     }
@@ -79,17 +102,18 @@ async fn start_worker(
     let handle = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<ShutdownFn, String>>();
     let mut tx = Some(tx);
-    let (rt, client, config) = (
+    let (rt, client, config, node) = (
         args.runtime.clone(),
         args.client.clone(),
         args.config.clone(),
+        args.handle.clone(),
     );
     let q = queue.clone();
     let thread = std::thread::Builder::new()
         .name(format!("worker:{queue}"))
         .spawn(move || {
             let result = handle.block_on(async {
-                let opts = options_for(&q, &config)?;
+                let opts = options_for(&q, &config, &node)?;
                 let mut worker = Worker::new(&rt, client, opts).map_err(|e| e.to_string())?;
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(Ok(Box::new(worker.shutdown_handle())));

@@ -1,5 +1,4 @@
-//! Identifier newtypes and the names that must agree across nodes: task queues, workflow ids,
-//! actor names and process groups.
+//! Identifier newtypes: nodes, models and requests.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -34,6 +33,9 @@ macro_rules! id_type {
     };
 }
 
+/// Every ask's workflow id starts with this; the rest is random.
+pub const ASK_WORKFLOW_PREFIX: &str = "ask-";
+
 id_type!(
     /// A node of the cluster; also names its Temporal task queue.
     NodeId
@@ -51,39 +53,10 @@ impl RequestId {
     /// A fresh, unguessable request id.
     pub fn generate() -> Self {
         Self(format!(
-            "{ASK_WORKFLOW_PREFIX}{}",
+            "{}{}",
+            ASK_WORKFLOW_PREFIX,
             uuid::Uuid::new_v4().simple()
         ))
-    }
-}
-
-/// The cluster-wide task queue: workflows and activities any node may run.
-pub const CLUSTER_TASK_QUEUE: &str = "orrery";
-
-/// Every ask's workflow id starts with this; the rest is random.
-pub const ASK_WORKFLOW_PREFIX: &str = "ask-";
-
-/// The keyword search attribute that records an ask's user, so history is filtered by Temporal.
-pub const USER_SEARCH_ATTRIBUTE: &str = "OrreryUser";
-
-/// The task queue of activities that must run on one node (generate, load, unload).
-pub fn node_task_queue(node: &NodeId) -> String {
-    format!("orrery.node.{node}")
-}
-
-/// Registry names of a node's actors (local to the node).
-pub mod actor_names {
-    use super::ModelId;
-
-    pub const SUPERVISOR: &str = "orrery.supervisor";
-    pub const RESOURCE_MANAGER: &str = "orrery.resource_manager";
-    pub const AUTOSCALER: &str = "orrery.autoscaler";
-    pub const BROADCASTER: &str = "orrery.broadcaster";
-    pub const WORKER_HOST: &str = "orrery.worker_host";
-    pub const MEMBERSHIP: &str = "orrery.membership";
-
-    pub fn model_holder(model: &ModelId) -> String {
-        format!("orrery.model.{model}")
     }
 }
 
@@ -97,10 +70,5 @@ mod tests {
         let b = RequestId::generate();
         assert_ne!(a, b);
         assert!(a.as_str().starts_with(ASK_WORKFLOW_PREFIX));
-    }
-
-    #[test]
-    fn node_queue_names_the_node() {
-        assert_eq!(node_task_queue(&NodeId::new("n1")), "orrery.node.n1");
     }
 }

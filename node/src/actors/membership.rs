@@ -4,7 +4,7 @@
 //! closes before it authenticates is reported as a refusal on both sides.
 
 use crate::config::Secret;
-use crate::ids::NodeId;
+use crate::protocol::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorMessage};

@@ -1,0 +1,32 @@
+//! What an ask is and how it ends, as the workflows, activities and front doors share it.
+
+use super::chat::FinishReason;
+use super::ids::{ModelId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// Failure types that mean the request itself is at fault: no other node would do better.
+pub const INVALID_REQUEST: &str = "InvalidRequest";
+pub const UNKNOWN_MODEL: &str = "UnknownModel";
+pub const NO_CAPACITY: &str = "NoCapacity";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AskOutcome {
+    pub text: String,
+    pub node: NodeId,
+    pub model: ModelId,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub first_token_ms: u64,
+    pub total_ms: u64,
+    /// Placements tried (1 when the first node finished the answer).
+    pub attempts: u32,
+}

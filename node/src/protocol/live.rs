@@ -1,0 +1,30 @@
+//! Live events: what the user of an ask is shown while it runs (best effort; the workflow result
+//! is the durable record).
+
+use super::ids::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// The stages of an ask that are shown to its user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stage")]
+pub enum LiveStage {
+    Queued {
+        position: u32,
+        estimated_wait_ms: u64,
+    },
+    Planning,
+    Generating {
+        node: NodeId,
+    },
+}
+
+/// One live event about one ask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiveEvent {
+    Status(LiveStage),
+    /// `offset` counts the chars of the answer before `text`.
+    Chunk {
+        offset: usize,
+        text: String,
+    },
+}

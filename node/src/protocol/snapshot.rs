@@ -1,0 +1,50 @@
+//! What nodes report of themselves: the input of placement, the scaling policy and the cluster
+//! view.
+
+use super::ids::{ModelId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// One model's load on one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelLoad {
+    pub model: ModelId,
+    pub kind: String,
+    pub active: u32,
+    pub queued: u32,
+    pub max_sequences: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub idle_since_ms: Option<u64>,
+    #[serde(default)]
+    pub est_wait_ms: u64,
+}
+
+/// What a node reports of itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    pub node: NodeId,
+    pub cpu_percent: f32,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub models: Vec<ModelLoad>,
+    pub draining: bool,
+    /// What models may take on this node, and what they take now.
+    #[serde(default)]
+    pub memory_budget_bytes: u64,
+    #[serde(default)]
+    pub memory_used_bytes: u64,
+}
+
+/// One row of the cluster view: a node that answers, or one that was seen and went away.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRow {
+    pub node: String,
+    /// up | draining | joining | down
+    pub state: String,
+    pub addr: Option<String>,
+    pub cpu_percent: Option<f32>,
+    pub memory_available_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub models: Vec<ModelLoad>,
+}
