@@ -1,0 +1,90 @@
+//! Limits, API keys and tiers, and the scaling loop.
+
+use super::Env;
+use crate::config::raw::{RawAuth, RawAutoscaling, RawLimits};
+use crate::config::{AuthConfig, AutoscalingConfig, Limits, Secret};
+use crate::users::{Tier, TierLimits};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Request limits of this node.
+pub(super) fn limits(l: &RawLimits, errors: &mut Vec<String>) -> Limits {
+    let limits = Limits {
+        max_prompt_chars: l.max_prompt_chars.unwrap_or(16_000),
+        max_tokens: l.max_tokens.unwrap_or(1024),
+        heartbeat_timeout: Duration::from_secs(l.heartbeat_timeout_secs.unwrap_or(4)),
+        shutdown_grace: Duration::from_secs(l.shutdown_grace_secs.unwrap_or(20)),
+    };
+    if !(1..=4096).contains(&limits.max_tokens) {
+        errors.push(format!(
+            "limits.max_tokens {} out of range 1..=4096",
+            limits.max_tokens
+        ));
+    }
+    if !(2..=300).contains(&limits.heartbeat_timeout.as_secs()) {
+        errors.push("limits.heartbeat_timeout_secs out of range 2..=300".into());
+    }
+    if limits.max_prompt_chars == 0 {
+        errors.push("limits.max_prompt_chars must be positive".into());
+    }
+    limits
+}
+
+/// API keys and tier quotas.
+pub(super) fn auth(raw: RawAuth, env: &Env, errors: &mut Vec<String>) -> AuthConfig {
+    let mut tiers = TierLimits::default();
+    for (name, t) in raw.tiers {
+        let Ok(tier) = name.parse::<Tier>() else {
+            errors.push(format!(
+                "auth.tiers.{name}: unknown tier; use free, premium or enterprise"
+            ));
+            continue;
+        };
+        let limit = tiers.get_mut(tier);
+        if let Some(n) = t.max_concurrent {
+            limit.max_concurrent = n;
+        }
+        if let Some(n) = t.requests_per_minute {
+            limit.requests_per_minute = n;
+        }
+        if limit.max_concurrent == 0 || limit.requests_per_minute == 0 {
+            errors.push(format!(
+                "auth.tiers.{name}: max_concurrent and requests_per_minute must be positive"
+            ));
+        }
+    }
+    let allow_anonymous = match env.get("ORRERY_ALLOW_ANONYMOUS") {
+        Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+        None => raw.allow_anonymous.unwrap_or(false),
+    };
+    AuthConfig {
+        keys_file: env
+            .get("ORRERY_API_KEYS_FILE")
+            .or(raw.keys_file)
+            .map(PathBuf::from),
+        env_keys: env.get("ORRERY_API_KEYS").map(Secret::new),
+        allow_anonymous,
+        tiers,
+    }
+}
+
+/// The scaling loop and the policy it starts with.
+pub(super) fn autoscaling(
+    a: RawAutoscaling,
+    env: &Env,
+    errors: &mut Vec<String>,
+) -> AutoscalingConfig {
+    let policy = a.policy.unwrap_or_default();
+    if let Err(e) = policy.validate() {
+        errors.push(format!("autoscaling.policy: {e}"));
+    }
+    AutoscalingConfig {
+        enabled: env
+            .get("ORRERY_AUTOSCALING")
+            .map(|v| v != "false" && v != "0")
+            .or(a.enabled)
+            .unwrap_or(true),
+        tick: Duration::from_secs(a.tick_secs.unwrap_or(5).clamp(1, 3600)),
+        policy,
+    }
+}

@@ -1,0 +1,354 @@
+//! Resolution: precedence, defaults, and a failing case for every class of error.
+
+use super::*;
+use crate::users::Tier;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_give_one_node_with_the_default_model() {
+    let c = Config::resolve(None, &env(&[]), &Overrides::default()).unwrap();
+    assert_eq!(c.node_id.as_str(), "node-1");
+    assert_eq!(c.http.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.default_model.as_str(), DEFAULT_MODEL_ID);
+    assert_eq!(
+        c.models[0].source,
+        ModelSource::Package {
+            package: DEFAULT_MODEL_PACKAGE.into(),
+            file: DEFAULT_MODEL_FILE.into()
+        }
+    );
+    assert_eq!(c.temporal_address(), "127.0.0.1:7233");
+}
+
+#[test]
+fn precedence_is_file_then_env_then_cli() {
+    let file = "[node]\nid = \"from-file\"\nhttp = \"127.0.0.1:1000\"\n";
+    // (environment, CLI node id, wanted node id, wanted http address)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str, &'a str);
+    let table: &[Case] = &[
+        (&[], None, "from-file", "127.0.0.1:1000"),
+        (
+            &[
+                ("ORRERY_NODE_ID", "from-env"),
+                ("ORRERY_HTTP", "127.0.0.1:2000"),
+            ],
+            None,
+            "from-env",
+            "127.0.0.1:2000",
+        ),
+        (
+            &[("ORRERY_NODE_ID", "from-env")],
+            Some("from-cli"),
+            "from-cli",
+            "127.0.0.1:1000",
+        ),
+    ];
+    for (e, cli_id, want_id, want_http) in table {
+        let o = Overrides {
+            node_id: cli_id.map(String::from),
+            ..Default::default()
+        };
+        let c = Config::resolve(Some(file), &env(e), &o).unwrap();
+        assert_eq!(c.node_id.as_str(), *want_id);
+        assert_eq!(c.http.to_string(), *want_http);
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let file = r#"
+[node]
+id = "bad id!"
+http = "nowhere"
+[[models]]
+id = "m"
+source = "ftp:x"
+[limits]
+max_tokens = 0
+"#;
+    let err = Config::resolve(Some(file), &env(&[]), &Overrides::default()).unwrap_err();
+    assert_eq!(err.0.len(), 4, "{err}");
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let err = Config::resolve(
+        Some("[node]\nidd = \"x\"\n"),
+        &env(&[]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("idd"), "{err}");
+}
+
+#[test]
+fn embedded_temporal_uses_the_address_port() {
+    let o = Overrides {
+        embedded: Some(true),
+        temporal_address: Some("127.0.0.1:7300".into()),
+        ..Default::default()
+    };
+    let c = Config::resolve(None, &env(&[]), &o).unwrap();
+    assert_eq!(
+        c.temporal.target,
+        TemporalTarget::Embedded {
+            port: 7300,
+            ui_port: 8300
+        }
+    );
+    assert_eq!(c.temporal_ui_url().unwrap(), "http://127.0.0.1:8300");
+}
+
+#[test]
+fn a_clustered_node_needs_a_cookie() {
+    let o = Overrides {
+        cluster_listen: Some("127.0.0.2:7400".into()),
+        ..Default::default()
+    };
+    let err = Config::resolve(None, &env(&[]), &o).unwrap_err();
+    assert!(err.to_string().contains("ORRERY_CLUSTER_COOKIE"), "{err}");
+    let c = Config::resolve(
+        None,
+        &env(&[
+            ("ORRERY_CLUSTER_COOKIE", "c00kie"),
+            ("ORRERY_CLUSTER_SEEDS", "127.0.0.3:7400, 127.0.0.4:7400"),
+        ]),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(c.cluster.seeds, vec!["127.0.0.3:7400", "127.0.0.4:7400"]);
+    assert!(!format!("{c:?}").contains("c00kie"));
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let c = Config::resolve(
+        None,
+        &env(&[("ORRERY_TEMPORAL_API_KEY", "sekrit")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(!format!("{c:?}").contains("sekrit"));
+}
+
+#[test]
+fn auth_settings_come_from_file_and_env() {
+    let file =
+        "[auth]\nkeys_file = \"/etc/keys.toml\"\n[auth.tiers.free]\nrequests_per_minute = 5\n";
+    // (environment, wanted keys file, wanted allow_anonymous, wanted env keys present)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, bool, bool);
+    let table: &[Case] = &[
+        (&[], "/etc/keys.toml", false, false),
+        (
+            &[
+                ("ORRERY_API_KEYS_FILE", "/k.toml"),
+                ("ORRERY_ALLOW_ANONYMOUS", "true"),
+            ],
+            "/k.toml",
+            true,
+            false,
+        ),
+        (
+            &[("ORRERY_API_KEYS", "sk-0123456789abcdef:alice")],
+            "/etc/keys.toml",
+            false,
+            true,
+        ),
+    ];
+    for (e, file_path, anon, env_keys) in table {
+        let c = Config::resolve(Some(file), &env(e), &Overrides::default()).unwrap();
+        assert_eq!(c.auth.keys_file, Some(PathBuf::from(file_path)));
+        assert_eq!(c.auth.allow_anonymous, *anon);
+        assert_eq!(c.auth.env_keys.is_some(), *env_keys);
+        assert_eq!(c.auth.tiers.get(Tier::Free).requests_per_minute, 5);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+    let err = Config::resolve(
+        Some("[auth.tiers.gold]\nmax_concurrent = 1\n[auth.tiers.free]\nmax_concurrent = 0\n"),
+        &env(&[]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err}");
+}
+
+#[test]
+fn model_sources_parse() {
+    assert!(matches!(
+        parse_source("path:/m.gguf"),
+        Ok(ModelSource::Path(_))
+    ));
+    assert!(matches!(
+        parse_source("synthetic:50"),
+        Ok(ModelSource::Synthetic { .. })
+    ));
+    assert!(parse_source("synthetic:-1").is_err());
+    assert!(matches!(
+        parse_source("hf:org/repo/dir/m.gguf"),
+        Ok(ModelSource::HuggingFace { file, .. }) if file == "dir/m.gguf"
+    ));
+    assert!(parse_source("hf:org/repo").is_err());
+    assert!(matches!(
+        parse_source("openai:http://h:1/v1"),
+        Ok(ModelSource::Remote { .. })
+    ));
+    assert!(parse_source("ollama:h:1").is_err());
+    assert!(parse_source("package:foo").is_err());
+}
+
+/// One failing configuration per class of error, each alone (so none hides behind another), and
+/// the message that must name it. The last three were dropped before: resolution returned `Ok`
+/// with a fallback to nowhere, min_replicas above max_replicas or an invalid policy.
+#[test]
+fn every_class_of_error_is_reported() {
+    let m = |extra: &str| format!("[[models]]\nid = \"m\"\nsource = \"synthetic:50\"\n{extra}\n");
+    // (class, file, environment, what the message must say)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let table: Vec<Case> = vec![
+        ("syntax", "[node\n".into(), vec![], "cluster.toml"),
+        ("unknown field", "[node]\nidd = 1\n".into(), vec![], "idd"),
+        (
+            "listen",
+            "[cluster]\nlisten = \"x\"\n".into(),
+            vec![],
+            "listen address `x`",
+        ),
+        (
+            "seed",
+            String::new(),
+            vec![("ORRERY_CLUSTER_SEEDS", "nohost")],
+            "seed `nohost`",
+        ),
+        (
+            "seeds without listen",
+            "[cluster]\nseeds = [\"a:1\"]\n".into(),
+            vec![],
+            "cluster.listen is not",
+        ),
+        (
+            "cookie missing",
+            "[cluster]\nlisten = \"127.0.0.1:1\"\n".into(),
+            vec![],
+            "needs a cookie",
+        ),
+        (
+            "node id",
+            "[node]\nid = \"a b\"\n".into(),
+            vec![],
+            "node id `a b`",
+        ),
+        (
+            "http",
+            "[node]\nhttp = \"nowhere\"\n".into(),
+            vec![],
+            "http address",
+        ),
+        (
+            "temporal",
+            "[temporal]\naddress = \"noport\"\n".into(),
+            vec![],
+            "temporal address",
+        ),
+        (
+            "model id",
+            "[[models]]\nid = \"a b\"\nsource = \"synthetic:5\"\n".into(),
+            vec![],
+            "model id `a b`",
+        ),
+        (
+            "duplicate model",
+            format!("{}{}", m(""), m("")),
+            vec![],
+            "appears twice",
+        ),
+        (
+            "source",
+            "[[models]]\nid = \"m\"\nsource = \"ftp:x\"\n".into(),
+            vec![],
+            "model source",
+        ),
+        (
+            "max_sequences",
+            m("max_sequences = 0"),
+            vec![],
+            "max_sequences 0",
+        ),
+        ("context", m("context = 1"), vec![], "context 1"),
+        (
+            "two defaults",
+            format!(
+                "{}{}",
+                m("default = true"),
+                "[[models]]\nid = \"n\"\nsource = \"synthetic:5\"\ndefault = true\n"
+            ),
+            vec![],
+            "default = true",
+        ),
+        (
+            "limits",
+            "[limits]\nmax_tokens = 0\n".into(),
+            vec![],
+            "limits.max_tokens",
+        ),
+        (
+            "tier",
+            "[auth.tiers.gold]\nmax_concurrent = 1\n".into(),
+            vec![],
+            "auth.tiers.gold",
+        ),
+        (
+            "fallback",
+            m("fallback = \"nowhere\""),
+            vec![],
+            "fallback `nowhere`",
+        ),
+        (
+            "replicas",
+            m("min_replicas = 3\nmax_replicas = 2"),
+            vec![],
+            "min_replicas 3",
+        ),
+        (
+            "policy",
+            "[autoscaling.policy]\nscale_up_ticks = 0\n".into(),
+            vec![],
+            "autoscaling.policy",
+        ),
+    ];
+    for (class, file, e, want) in table {
+        let result = Config::resolve(Some(&file), &env(&e), &Overrides::default());
+        let Err(err) = result else {
+            panic!("{class}: resolved without an error");
+        };
+        assert!(err.to_string().contains(want), "{class}: {err}");
+    }
+}
+
+/// Resolution reads no file itself: the cookie comes from what was read before.
+#[test]
+fn the_cookie_file_is_read_before_resolution() {
+    let file = "[cluster]\nlisten = \"127.0.0.1:7400\"\ncookie_file = \"/nonexistent/cookie\"\n";
+    let o = Overrides::default();
+    let read = FileReads {
+        cookie: Some((
+            "/nonexistent/cookie".into(),
+            Ok("s3cret-from-file\n".into()),
+        )),
+    };
+    let c = resolve(Some(file), &env(&[]), &o, &read).unwrap();
+    assert_eq!(c.cluster.cookie.unwrap().expose(), "s3cret-from-file");
+    let unread = FileReads {
+        cookie: Some(("/nonexistent/cookie".into(), Err("not found".into()))),
+    };
+    let err = resolve(Some(file), &env(&[]), &o, &unread).unwrap_err();
+    assert!(err.to_string().contains("cookie file"), "{err}");
+    // And the real read of a missing file is reported the same way.
+    let err = Config::resolve(Some(file), &env(&[]), &o).unwrap_err();
+    assert!(err.to_string().contains("cookie file"), "{err}");
+}
