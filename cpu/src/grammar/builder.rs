@@ -346,28 +346,12 @@ impl Flattener {
 /// Refuses a rule that can reach itself through nullable prefixes only.
 fn check_left_recursion(flat: &Flattener, names: &[String]) -> Result<(), GrammarError> {
     let n = flat.alternatives.len();
+    let nullable = nullable_rules(flat);
     let alt_elements = |start: u32| {
         flat.elements[start as usize..]
             .iter()
             .take_while(|e| **e != Element::End)
     };
-    let mut nullable = vec![false; n];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for r in 0..n {
-            if nullable[r] {
-                continue;
-            }
-            let any_nullable = flat.alternatives[r].iter().any(|&start| {
-                alt_elements(start).all(|e| matches!(e, Element::Rule(x) if nullable[*x as usize]))
-            });
-            if any_nullable {
-                nullable[r] = true;
-                changed = true;
-            }
-        }
-    }
     let mut edges: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (r, out) in edges.iter_mut().enumerate() {
         for &start in &flat.alternatives[r] {
@@ -411,4 +395,32 @@ fn check_left_recursion(flat: &Flattener, names: &[String]) -> Result<(), Gramma
         }
     }
     Ok(())
+}
+
+/// Which rules can match the empty string.
+fn nullable_rules(flat: &Flattener) -> Vec<bool> {
+    let n = flat.alternatives.len();
+    let alt_elements = |start: u32| {
+        flat.elements[start as usize..]
+            .iter()
+            .take_while(|e| **e != Element::End)
+    };
+    let mut nullable = vec![false; n];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for r in 0..n {
+            if nullable[r] {
+                continue;
+            }
+            let any_nullable = flat.alternatives[r].iter().any(|&start| {
+                alt_elements(start).all(|e| matches!(e, Element::Rule(x) if nullable[*x as usize]))
+            });
+            if any_nullable {
+                nullable[r] = true;
+                changed = true;
+            }
+        }
+    }
+    nullable
 }

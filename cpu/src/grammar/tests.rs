@@ -249,3 +249,55 @@ fn token_mask_bits_and_logits() {
     assert_eq!(logits[1], f32::NEG_INFINITY);
     assert_eq!(logits[130], f32::NEG_INFINITY);
 }
+
+#[test]
+fn token_vocab_from_a_tokenizer_uses_its_bytes_control_and_end_tokens() {
+    use crate::tokenizer::{Tokenizer, VocabSpec};
+    // A SentencePiece vocabulary: <unk> (unknown), <s> and </s> (control), the 256 byte-fallback
+    // tokens, a few pieces, and <|im_end|> (control, an end of turn).
+    let (normal, unknown, control, byte) = (1, 2, 3, 6);
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].map(String::from).to_vec();
+    let mut token_types = vec![unknown, control, control];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    token_types.extend([byte; 256]);
+    tokens.extend(["▁{", "\"", "日本", "<|im_end|>"].map(String::from));
+    token_types.extend([normal, normal, normal, control]);
+    let im_end = tokens.len() as u32 - 1;
+    let tokenizer = Tokenizer::from_spec(VocabSpec {
+        model: "llama".into(),
+        tokens,
+        token_types,
+        ..VocabSpec::default()
+    })
+    .unwrap();
+    let vocab = TokenVocab::from_tokenizer(&tokenizer);
+    assert_eq!(vocab.len(), tokenizer.vocab_size());
+    assert_eq!(vocab.end_ids(), &[2, im_end]);
+    assert_eq!(vocab.token_bytes(3 + 0xC3), &[0xC3]);
+    assert_eq!(vocab.token_bytes(259), b" {");
+
+    let g = any_json(&SchemaOptions::default());
+    let mut state = GrammarState::new(&g);
+    let mask = state.allowed_tokens(&vocab);
+    assert!(mask.allows(3 + u32::from(b'{')) && mask.allows(259) && mask.allows(260));
+    assert!(!mask.allows(3 + u32::from(b'}')) && !mask.allows(261));
+    for never in [0, 1, 2, im_end] {
+        assert!(!mask.allows(never), "token {never}");
+    }
+    state.advance(b"\"").unwrap();
+    assert!(
+        state.allowed_tokens(&vocab).allows(261),
+        "日本 inside a string"
+    );
+    state.advance_token(&vocab, 3 + 0xE6).unwrap();
+    let mask = state.allowed_tokens(&vocab);
+    assert_eq!(
+        mask.iter().collect::<Vec<_>>(),
+        (3 + 0x80..3 + 0xC0).collect::<Vec<u32>>()
+    );
+    state
+        .advance("\u{65e5}\"".as_bytes().get(1..).unwrap())
+        .unwrap();
+    let mask = state.allowed_tokens(&vocab);
+    assert!(mask.allows(2) && mask.allows(im_end) && !mask.allows(1));
+}

@@ -5,12 +5,14 @@
 //! Every value rule matches the value followed by optional whitespace ([`Whitespace`]), so a
 //! position in the output has exactly one place where whitespace may go.
 
+mod builtin;
 pub(crate) mod json;
 mod rules;
 
 use rustc_hash::FxHashMap;
 
 use super::{Grammar, GrammarBuilder, GrammarError, RuleId, Term};
+use builtin::Builtin;
 use json::Json;
 
 /// Where the generated JSON may have whitespace.
@@ -130,14 +132,14 @@ struct Compiler<'s> {
     /// Rules of `$ref` targets by pointer, declared before they are compiled so that recursive
     /// schemas become recursive rules.
     refs: FxHashMap<String, RuleId>,
-    /// Built-in rules by name (`string`, `value`, ...), made on first use.
-    builtins: FxHashMap<&'static str, RuleId>,
+    /// Built-in rules, made on first use.
+    builtins: FxHashMap<Builtin, RuleId>,
 }
 
 impl<'s> Compiler<'s> {
     fn run(schema: &'s Json, options: &SchemaOptions) -> Result<Grammar, SchemaError> {
         let mut b = GrammarBuilder::new();
-        let ws = rules::whitespace(&mut b, options.whitespace)?;
+        let ws = builtin::whitespace(&mut b, options.whitespace)?;
         let mut compiler = Compiler {
             b,
             root: schema,
@@ -157,7 +159,7 @@ impl<'s> Compiler<'s> {
     /// The rule for a value that `schema` (at JSON pointer `path`) accepts, then whitespace.
     fn compile(&mut self, schema: &Json, path: &str) -> Result<RuleId, SchemaError> {
         let pairs = match schema {
-            Json::Bool(true) => return self.builtin("value"),
+            Json::Bool(true) => return self.builtin(Builtin::Value),
             Json::Bool(false) => return Err(unsatisfiable(path)),
             Json::Object(pairs) => pairs,
             _ => {
@@ -168,19 +170,7 @@ impl<'s> Compiler<'s> {
                 ));
             }
         };
-        let mut keys = Vec::new();
-        for (key, _) in pairs {
-            if key.starts_with("x-") || ANNOTATIONS.contains(&key.as_str()) {
-                continue;
-            }
-            if !CONSTRAINTS.iter().any(|(k, _)| k == key) {
-                return Err(SchemaError::Unsupported {
-                    keyword: key.clone(),
-                    path: path.to_string(),
-                });
-            }
-            keys.push(key.as_str());
-        }
+        let keys = constraint_keys(pairs, path)?;
         // Keywords that stand alone: a reference, a choice, a fixed set of values.
         for alone in ["$ref", "anyOf", "oneOf", "allOf", "enum", "const"] {
             let Some(value) = schema.get(alone) else {
@@ -208,7 +198,12 @@ impl<'s> Compiler<'s> {
                 "object" => rules::object(self, schema, path)?,
                 "array" => rules::array(self, schema, path)?,
                 "string" => rules::string(self, schema, path)?,
-                other => self.builtin(other)?,
+                "integer" => self.builtin(Builtin::Integer)?,
+                "number" => self.builtin(Builtin::Number)?,
+                "boolean" => self.builtin(Builtin::Boolean)?,
+                "null" => self.builtin(Builtin::Null)?,
+                // `types` gives the names in `TYPES`, or "value" for any type.
+                _ => self.builtin(Builtin::Value)?,
             };
             alternatives.push(rule);
         }
@@ -355,15 +350,37 @@ impl<'s> Compiler<'s> {
         Ok(rule)
     }
 
-    /// A built-in rule (`value`, `string`, `integer`, ...), made once.
-    fn builtin(&mut self, name: &'static str) -> Result<RuleId, SchemaError> {
-        if let Some(&rule) = self.builtins.get(name) {
+    /// A built-in rule, made once.
+    fn builtin(&mut self, which: Builtin) -> Result<RuleId, SchemaError> {
+        if let Some(&rule) = self.builtins.get(&which) {
             return Ok(rule);
         }
-        let rule = rules::builtin(self, name)?;
-        self.builtins.insert(name, rule);
+        let rule = builtin::make(self, which)?;
+        self.builtins.insert(which, rule);
         Ok(rule)
     }
+}
+
+/// The keywords of a schema object that constrain the value; an unknown keyword is an error,
+/// annotations and `x-` extensions are left out.
+fn constraint_keys<'a>(
+    pairs: &'a [(String, Json)],
+    path: &str,
+) -> Result<Vec<&'a str>, SchemaError> {
+    let mut keys = Vec::new();
+    for (key, _) in pairs {
+        if key.starts_with("x-") || ANNOTATIONS.contains(&key.as_str()) {
+            continue;
+        }
+        if !CONSTRAINTS.iter().any(|(k, _)| k == key) {
+            return Err(SchemaError::Unsupported {
+                keyword: key.clone(),
+                path: path.to_string(),
+            });
+        }
+        keys.push(key.as_str());
+    }
+    Ok(keys)
 }
 
 /// A readable rule name from a JSON pointer.

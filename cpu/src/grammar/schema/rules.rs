@@ -1,224 +1,13 @@
-//! The rules of JSON syntax: whitespace, the built-in value rules (llama.cpp's primitives), and
-//! objects, arrays and strings shaped by a schema's keywords.
+//! Objects, arrays and strings shaped by a schema's keywords.
 
+use super::builtin::{Builtin, lit};
 use super::json::{Json, quoted};
-use super::{Compiler, SchemaError, Whitespace, invalid, rule_name};
-use crate::grammar::{ByteSet, CharClass, GrammarBuilder, GrammarError, RuleId, Term};
-
-/// Most spaces or tabs after a newline in [`Whitespace::Bounded`].
-const MAX_INDENT: usize = 20;
-/// Digits of an integer, or of a number's integral part: more than an `f64` holds exactly, few
-/// enough that a small model cannot loop on digits for long.
-const MAX_INT_DIGITS: usize = 16;
-const MAX_FRACTION_DIGITS: usize = 16;
-/// Exponent digits: two keep every number finite as an `f64`.
-const MAX_EXPONENT_DIGITS: usize = 2;
-
-fn lit(text: &str) -> Term {
-    Term::lit(text)
-}
-
-fn set(bytes: &[u8]) -> Term {
-    let mut set = ByteSet::default();
-    for &b in bytes {
-        set.insert(b);
-    }
-    Term::Bytes(set)
-}
-
-fn digits(from: u8) -> Term {
-    digits_range(from, b'9')
-}
-
-fn digits_range(from: u8, to: u8) -> Term {
-    Term::Bytes(ByteSet::range(from, to))
-}
-
-/// The whitespace rule of the given policy.
-pub(super) fn whitespace(
-    b: &mut GrammarBuilder,
-    policy: Whitespace,
-) -> Result<RuleId, GrammarError> {
-    match policy {
-        Whitespace::None => b.rule("ws", vec![vec![]]),
-        Whitespace::Bounded => {
-            let indent = b.repeat("indent", &[set(b" \t")], 0, Some(MAX_INDENT))?;
-            b.rule(
-                "ws",
-                vec![
-                    vec![],
-                    vec![lit(" ")],
-                    vec![lit("\n"), Term::Rule(indent)],
-                    vec![lit("\n\n"), Term::Rule(indent)],
-                ],
-            )
-        }
-    }
-}
-
-/// A built-in rule; each value rule ends with whitespace.
-pub(super) fn builtin(c: &mut Compiler, name: &'static str) -> Result<RuleId, SchemaError> {
-    let ws = Term::Rule(c.ws);
-    let rule = match name {
-        "value" => {
-            // Declared first: objects and arrays refer back to it.
-            let value = c.b.declare("value");
-            c.builtins.insert("value", value);
-            let mut alternatives = Vec::new();
-            for kind in [
-                "any-object",
-                "any-array",
-                "string",
-                "number",
-                "boolean",
-                "null",
-            ] {
-                alternatives.push(vec![Term::Rule(c.builtin(kind)?)]);
-            }
-            c.b.define(value, alternatives)?;
-            value
-        }
-        "any-object" => {
-            let member = vec![
-                Term::Rule(c.builtin("string")?),
-                lit(":"),
-                ws,
-                Term::Rule(c.builtin("value")?),
-            ];
-            members(c, "object", ("{", "}"), &member, 0, None)?
-        }
-        "any-array" => {
-            let item = [Term::Rule(c.builtin("value")?)];
-            members(c, "array", ("[", "]"), &item, 0, None)?
-        }
-        "char" => {
-            let plain = CharClass::new(&[
-                ('"', '"'),
-                ('\\', '\\'),
-                ('\0', '\u{1f}'),
-                ('\u{7f}', '\u{7f}'),
-            ])
-            .negate();
-            let hex = Term::Bytes(hex_digits());
-            let mut not_d = hex_digits();
-            not_d.remove(b'd');
-            not_d.remove(b'D');
-            c.b.rule(
-                "char",
-                vec![
-                    vec![Term::Chars(plain)],
-                    vec![lit("\\"), set(b"\"\\/bfnrt")],
-                    // No surrogate escapes: a lone one is not a character, and serde_json
-                    // refuses it. Raw UTF-8 spells every character outside the BMP instead.
-                    vec![
-                        lit("\\u"),
-                        Term::Bytes(not_d),
-                        hex.clone(),
-                        hex.clone(),
-                        hex.clone(),
-                    ],
-                    vec![
-                        lit("\\u"),
-                        set(b"dD"),
-                        digits_range(b'0', b'7'),
-                        hex.clone(),
-                        hex,
-                    ],
-                ],
-            )?
-        }
-        "string" => {
-            let char = Term::Rule(c.builtin("char")?);
-            let chars = c.b.repeat("chars", &[char], 0, None)?;
-            c.b.rule(
-                "string",
-                vec![vec![lit("\""), Term::Rule(chars), lit("\""), ws]],
-            )?
-        }
-        "int-part" => {
-            let rest =
-                c.b.repeat("int-digits", &[digits(b'0')], 0, Some(MAX_INT_DIGITS - 1))?;
-            c.b.rule(
-                "int-part",
-                vec![vec![lit("0")], vec![digits(b'1'), Term::Rule(rest)]],
-            )?
-        }
-        "sign" => c.b.rule("sign", vec![vec![], vec![lit("-")]])?,
-        "integer" => {
-            let (sign, int) = (c.builtin("sign")?, c.builtin("int-part")?);
-            c.b.rule("integer", vec![vec![Term::Rule(sign), Term::Rule(int), ws]])?
-        }
-        "number" => number(c)?,
-        "boolean" => c.b.rule(
-            "boolean",
-            vec![vec![lit("true"), ws.clone()], vec![lit("false"), ws]],
-        )?,
-        "null" => c.b.rule("null", vec![vec![lit("null"), ws]])?,
-        other => unreachable_builtin(other)?,
-    };
-    Ok(rule)
-}
-
-/// Only the names above are ever asked for; a typo would surface in the unit tests as this error.
-fn unreachable_builtin(name: &str) -> Result<RuleId, SchemaError> {
-    Err(SchemaError::Unsupported {
-        keyword: format!("built-in rule {name}"),
-        path: "#".into(),
-    })
-}
-
-fn hex_digits() -> ByteSet {
-    let mut hex = ByteSet::range(b'0', b'9');
-    for b in (b'a'..=b'f').chain(b'A'..=b'F') {
-        hex.insert(b);
-    }
-    hex
-}
-
-/// `-? int-part ("." digits)? ([eE] [-+]? digits)?`, digit counts bounded.
-fn number(c: &mut Compiler) -> Result<RuleId, SchemaError> {
-    let (sign, int) = (c.builtin("sign")?, c.builtin("int-part")?);
-    let fraction_digits = c.b.repeat(
-        "fraction-digits",
-        &[digits(b'0')],
-        1,
-        Some(MAX_FRACTION_DIGITS),
-    )?;
-    let fraction = c.b.rule(
-        "fraction",
-        vec![vec![], vec![lit("."), Term::Rule(fraction_digits)]],
-    )?;
-    let exponent_digits = c.b.repeat(
-        "exponent-digits",
-        &[digits(b'0')],
-        1,
-        Some(MAX_EXPONENT_DIGITS),
-    )?;
-    let exponent_sign = c.b.rule("exponent-sign", vec![vec![], vec![set(b"+-")]])?;
-    let exponent = c.b.rule(
-        "exponent",
-        vec![
-            vec![],
-            vec![
-                set(b"eE"),
-                Term::Rule(exponent_sign),
-                Term::Rule(exponent_digits),
-            ],
-        ],
-    )?;
-    let terms = vec![
-        Term::Rule(sign),
-        Term::Rule(int),
-        Term::Rule(fraction),
-        Term::Rule(exponent),
-        Term::Rule(c.ws),
-    ];
-    Ok(c.b.rule("number", vec![terms])?)
-}
+use super::{Compiler, SchemaError, invalid, rule_name};
+use crate::grammar::{GrammarError, RuleId, Term};
 
 /// `open ws (item ("," ws item){min-1,max-1})? close ws`: an array's items or an object's
 /// members.
-fn members(
+pub(super) fn members(
     c: &mut Compiler,
     name: &str,
     (open, close): (&str, &str),
@@ -281,10 +70,10 @@ fn bounds(
 /// A string, with `minLength`/`maxLength` counted in characters (an escape is one).
 pub(super) fn string(c: &mut Compiler, schema: &Json, path: &str) -> Result<RuleId, SchemaError> {
     if schema.get("minLength").is_none() && schema.get("maxLength").is_none() {
-        return c.builtin("string");
+        return c.builtin(Builtin::String);
     }
     let (min, max) = bounds(schema, ("minLength", "maxLength"), path)?;
-    let char = Term::Rule(c.builtin("char")?);
+    let char = Term::Rule(c.builtin(Builtin::Char)?);
     let name = rule_name(path);
     let chars = c.b.repeat(&format!("{name}-chars"), &[char], min, max)?;
     Ok(c.b.rule(
@@ -301,7 +90,7 @@ pub(super) fn string(c: &mut Compiler, schema: &Json, path: &str) -> Result<Rule
 /// An array of `items` (any values when absent), `minItems` to `maxItems` of them.
 pub(super) fn array(c: &mut Compiler, schema: &Json, path: &str) -> Result<RuleId, SchemaError> {
     let item = match schema.get("items") {
-        None => c.builtin("value")?,
+        None => c.builtin(Builtin::Value)?,
         Some(Json::Array(_)) => {
             return Err(SchemaError::Unsupported {
                 keyword: "items (as an array of schemas)".into(),
@@ -312,7 +101,7 @@ pub(super) fn array(c: &mut Compiler, schema: &Json, path: &str) -> Result<RuleI
     };
     let (min, max) = bounds(schema, ("minItems", "maxItems"), path)?;
     if schema.get("items").is_none() && min == 0 && max.is_none() {
-        return c.builtin("any-array");
+        return c.builtin(Builtin::AnyArray);
     }
     Ok(members(
         c,
@@ -363,11 +152,11 @@ pub(super) fn object(c: &mut Compiler, schema: &Json, path: &str) -> Result<Rule
             keywords: "\"properties\" and \"additionalProperties\" other than false".into(),
             path: path.to_string(),
         }),
-        (None, None) | (None, Some(Json::Bool(true))) => c.builtin("any-object"),
+        (None, None) | (None, Some(Json::Bool(true))) => c.builtin(Builtin::AnyObject),
         (None, Some(values)) => {
             let value = c.compile(values, &format!("{path}/additionalProperties"))?;
             let member = [
-                Term::Rule(c.builtin("string")?),
+                Term::Rule(c.builtin(Builtin::String)?),
                 lit(":"),
                 Term::Rule(c.ws),
                 Term::Rule(value),
