@@ -25,7 +25,9 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use builder::{CharClass, GrammarBuilder, RuleId, Term};
-pub use schema::{SchemaError, SchemaOptions, Whitespace, any_json, compile_schema, compile_value};
+pub use schema::{
+    MAX_DEPTH, SchemaError, SchemaOptions, Whitespace, any_json, compile_schema, compile_value,
+};
 pub use state::{GrammarState, Rejected};
 pub use vocab::{TokenMask, TokenVocab};
 

@@ -119,11 +119,31 @@ fn schema_errors_name_the_keyword_and_the_path() {
             SchemaError::Ref { path, .. } => format!("Ref {path}"),
             SchemaError::Combination { path, .. } => format!("Combination {path}"),
             SchemaError::Unsatisfiable { path } => format!("Unsatisfiable {path}"),
+            SchemaError::TooDeep { .. } => "TooDeep".into(),
             SchemaError::Grammar(_) => "Grammar".into(),
             SchemaError::Json(_) => "Json".into(),
         };
         assert_eq!(&got, expected, "{schema}: {err}");
     }
+    // A chain of 10 000 `$ref`s: refused, not a stack overflow.
+    let defs: Vec<String> = (0..10_000)
+        .map(|i| format!(r##""d{i}":{{"$ref":"#/$defs/d{}"}}"##, i + 1))
+        .collect();
+    let chain = format!(
+        r##"{{"$defs":{{{},"d10000":{{}}}},"$ref":"#/$defs/d0"}}"##,
+        defs.join(",")
+    );
+    let err = compile_schema(&chain, &SchemaOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SchemaError::TooDeep {
+                limit: MAX_DEPTH,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = compile_schema(
         r##"{"properties":{"a":{"pattern":"x"}}}"##,
         &SchemaOptions::default(),

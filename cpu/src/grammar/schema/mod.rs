@@ -54,6 +54,9 @@ pub enum SchemaError {
     Ref { reference: String, path: String },
     #[error("the schema at {path} accepts no value")]
     Unsatisfiable { path: String },
+    /// Schemas (through `$ref` chains too) nested deeper than [`MAX_DEPTH`]: compiling recurses.
+    #[error("the schema at {path} is nested more than {limit} deep")]
+    TooDeep { path: String, limit: usize },
     #[error("the schema cannot be compiled to a grammar: {0}")]
     Grammar(#[from] GrammarError),
 }
@@ -79,6 +82,10 @@ pub fn any_json(options: &SchemaOptions) -> Grammar {
     // The schema `true` uses only the fixed built-in rules, which the unit tests build.
     Compiler::run(&Json::Bool(true), options).expect("the any-JSON grammar always compiles")
 }
+
+/// How deeply schemas may nest, `$ref` chains included: far beyond real schemas, and shallow
+/// enough that compiling one cannot overflow a thread's stack.
+pub const MAX_DEPTH: usize = 64;
 
 /// Keywords that change nothing in what is generated.
 const ANNOTATIONS: &[&str] = &[
@@ -134,6 +141,8 @@ struct Compiler<'s> {
     refs: FxHashMap<String, RuleId>,
     /// Built-in rules, made on first use.
     builtins: FxHashMap<Builtin, RuleId>,
+    /// Schemas being compiled, one inside the other.
+    depth: usize,
 }
 
 impl<'s> Compiler<'s> {
@@ -146,6 +155,7 @@ impl<'s> Compiler<'s> {
             ws,
             refs: FxHashMap::default(),
             builtins: FxHashMap::default(),
+            depth: 0,
         };
         let value = compiler.compile(schema, "#")?;
         // Whitespace before the value too, as after it.
@@ -158,6 +168,19 @@ impl<'s> Compiler<'s> {
 
     /// The rule for a value that `schema` (at JSON pointer `path`) accepts, then whitespace.
     fn compile(&mut self, schema: &Json, path: &str) -> Result<RuleId, SchemaError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(SchemaError::TooDeep {
+                path: path.to_string(),
+                limit: MAX_DEPTH,
+            });
+        }
+        self.depth += 1;
+        let rule = self.compile_at_depth(schema, path);
+        self.depth -= 1;
+        rule
+    }
+
+    fn compile_at_depth(&mut self, schema: &Json, path: &str) -> Result<RuleId, SchemaError> {
         let pairs = match schema {
             Json::Bool(true) => return self.builtin(Builtin::Value),
             Json::Bool(false) => return Err(unsatisfiable(path)),
