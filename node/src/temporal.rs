@@ -179,7 +179,10 @@ pub async fn connect(
         .maybe_api_key(t.api_key.as_ref().map(|k| k.expose().to_string()))
         .connect_timeout(Duration::from_secs(5))
         .build();
-    let deadline = Instant::now() + wait;
+    let started = Instant::now();
+    let deadline = started + wait;
+    let mut backoff = Duration::from_millis(250);
+    let mut next_report = started;
     loop {
         match Connection::connect(opts.clone()).await {
             Ok(conn) => {
@@ -199,8 +202,16 @@ pub async fn connect(
                 });
             }
             Err(e) => {
-                tracing::debug!(error = %e, "temporal not reachable yet");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // Say what the node waits for (not only in debug logs), every 10 s or so.
+                if Instant::now() >= next_report {
+                    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                    tracing::warn!(temporal = %address, error = %e, gives_up_in_secs = left,
+                        "waiting for the Temporal server");
+                    next_report = Instant::now() + Duration::from_secs(10);
+                }
+                tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
