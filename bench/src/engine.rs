@@ -10,7 +10,7 @@ use crate::peer::Peer;
 use crate::stats::{mean, median, round};
 use anyhow::{Context, bail};
 use orrery::engine::{
-    CandleConfig, CandleEngine, ChatMessage, Engine, GenEvent, GenSummary, GenerateRequest,
+    ChatMessage, Engine, GenEvent, GenSummary, GenerateRequest, LocalConfig, LocalEngine,
     Precision, Role, SamplingParams,
 };
 use serde::{Deserialize, Serialize};
@@ -95,13 +95,13 @@ pub fn probe_main(spec_json: &str) -> anyhow::Result<()> {
 fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
     let t0 = Instant::now();
     let config = if spec.first_token_requests > 0 {
-        CandleConfig {
+        LocalConfig {
             max_sequences: spec.max_sequences.max(1),
             precision: spec.precision,
-            ..CandleConfig::default()
+            ..LocalConfig::default()
         }
     } else {
-        CandleConfig {
+        LocalConfig {
             max_sequences: 1,
             // The whole prompt in one forward pass, as llama-bench does.
             prefill_chunk: 4096,
@@ -110,7 +110,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
             context: 0,
         }
     };
-    let engine = CandleEngine::load_with(&spec.model, "bench", config)?;
+    let engine = LocalEngine::load_with(&spec.model, "bench", config)?;
     let load_s = t0.elapsed().as_secs_f64();
     let messages = vec![ChatMessage::new(Role::User, spec.prompt.clone())];
     let prompt_tokens = engine.count_tokens(&messages)?;
@@ -155,7 +155,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
 
 /// `generate` → first text, in ms, as a caller of the engine sees it; the answer is then finished.
 fn first_token_ms(
-    engine: &CandleEngine,
+    engine: &LocalEngine,
     messages: &[ChatMessage],
     max_tokens: u32,
 ) -> anyhow::Result<f64> {
@@ -180,7 +180,7 @@ fn first_token_ms(
 }
 
 fn generate(
-    engine: &CandleEngine,
+    engine: &LocalEngine,
     messages: &[ChatMessage],
     max_tokens: u32,
 ) -> anyhow::Result<GenSummary> {

@@ -199,9 +199,9 @@ impl NodeActivities {
                     attempts: input.attempt,
                 })
             }
-            Err(e @ (EngineError::InvalidParams(_) | EngineError::PromptTooLong { .. })) => {
-                Err(non_retryable(INVALID_REQUEST, e.to_string()))
-            }
+            // The engine decides what is the request's fault (a template that cannot render it
+            // fails the same way on every node): no retry elsewhere.
+            Err(e) if e.is_bad_request() => Err(non_retryable(INVALID_REQUEST, e.to_string())),
             Err(e) => {
                 tracing::warn!(error = %e, "generation failed");
                 Err(retryable(e.to_string()))

@@ -6,7 +6,7 @@
 use super::broadcaster;
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{
-    CandleConfig, CandleEngine, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest,
+    Engine, EngineError, EngineInfo, GenEvent, GenerateRequest, LocalConfig, LocalEngine,
     RemoteConfig, RemoteEngine, SyntheticConfig, SyntheticEngine,
 };
 use crate::protocol::{LiveEvent, LiveStage, Priority};
@@ -172,14 +172,14 @@ pub fn open_engine(
     home: &std::path::Path,
 ) -> Result<Arc<dyn Engine>, EngineError> {
     let candle = |path: &std::path::Path| {
-        CandleEngine::load_with(
+        LocalEngine::load_with(
             path,
             config.id.as_str(),
-            CandleConfig {
+            LocalConfig {
                 max_sequences: config.max_sequences,
                 precision: config.precision,
                 context: config.context.unwrap_or(0),
-                ..CandleConfig::default()
+                ..LocalConfig::default()
             },
         )
     };

@@ -14,25 +14,25 @@ const LIMIT: Duration = Duration::from_secs(120);
 const FRANCE: &str = "What is the capital of France?";
 
 /// One quantized engine shared by the tests that don't measure it (loading takes a while).
-fn shared() -> Arc<CandleEngine> {
-    static ENGINE: OnceLock<Arc<CandleEngine>> = OnceLock::new();
-    Arc::clone(ENGINE.get_or_init(|| Arc::new(load(CandleConfig::default()))))
+fn shared() -> Arc<LocalEngine> {
+    static ENGINE: OnceLock<Arc<LocalEngine>> = OnceLock::new();
+    Arc::clone(ENGINE.get_or_init(|| Arc::new(load(LocalConfig::default()))))
 }
 
 /// The same model dequantized to f32, for tests that need reference numerics.
-fn shared_f32() -> Arc<CandleEngine> {
-    static ENGINE: OnceLock<Arc<CandleEngine>> = OnceLock::new();
+fn shared_f32() -> Arc<LocalEngine> {
+    static ENGINE: OnceLock<Arc<LocalEngine>> = OnceLock::new();
     Arc::clone(ENGINE.get_or_init(|| {
-        Arc::new(load(CandleConfig {
+        Arc::new(load(LocalConfig {
             precision: Precision::F32,
-            ..CandleConfig::default()
+            ..LocalConfig::default()
         }))
     }))
 }
 
-fn load(config: CandleConfig) -> CandleEngine {
+fn load(config: LocalConfig) -> LocalEngine {
     let path = test_model_path();
-    CandleEngine::load_with(&path, "smollm2-135m", config)
+    LocalEngine::load_with(&path, "smollm2-135m", config)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
@@ -78,7 +78,7 @@ fn reference_greedy(prompt: &[u32], max_tokens: usize, is_end: impl Fn(u32) -> b
 }
 
 /// Generates greedily with `engine` and checks the stream against [`reference_greedy`].
-async fn greedy_matches_reference(engine: &CandleEngine, precision: Precision) -> String {
+async fn greedy_matches_reference(engine: &LocalEngine, precision: Precision) -> String {
     let got = collect(engine.generate(ask(FRANCE, 24)), LIMIT).await;
     let messages = [ChatMessage::new(Role::User, FRANCE)];
     let prompt_text = engine.render_prompt(&messages, "").expect("prompt");
@@ -117,9 +117,9 @@ async fn greedy_answer_at_f32_names_paris() {
 
 #[tokio::test]
 async fn cancel_mid_stream_ends_quickly() {
-    let engine = load(CandleConfig {
+    let engine = load(LocalConfig {
         max_sequences: 1,
-        ..CandleConfig::default()
+        ..LocalConfig::default()
     });
     let req = ask(
         "Write a long story about a dragon who learns to bake bread.",
@@ -149,7 +149,7 @@ async fn cancel_mid_stream_ends_quickly() {
 
 #[tokio::test]
 async fn concurrent_generations_both_complete_with_their_solo_answers() {
-    let engine = load(CandleConfig::default());
+    let engine = load(LocalConfig::default());
     let questions = ["What is 2+2?", "Name a primary colour."];
     let mut solo = Vec::new();
     for q in questions {
@@ -174,7 +174,7 @@ async fn concurrent_generations_both_complete_with_their_solo_answers() {
 
 /// Generates a greedy answer, then resumes it from half-way (cut at a token boundary, as a
 /// failover would); returns (full answer, resumed half, continuation).
-async fn resume_half_way(engine: &CandleEngine) -> (String, String, String) {
+async fn resume_half_way(engine: &LocalEngine) -> (String, String, String) {
     let full = collect(engine.generate(ask(FRANCE, 24)), LIMIT).await;
     assert!(
         full.tokens.len() >= 4,
@@ -262,7 +262,7 @@ fn load_errors_name_the_file() {
     std::fs::write(&not_gguf, "hello").expect("write");
     let missing = dir.path().join("missing.gguf");
     for path in [not_gguf, missing] {
-        match CandleEngine::load(&path, "x") {
+        match LocalEngine::load(&path, "x") {
             Err(EngineError::Load(msg)) => {
                 assert!(msg.contains(&path.display().to_string()), "{msg}")
             }
@@ -279,7 +279,7 @@ fn truncated_crafted_and_foreign_files_are_refused_in_plain_words() {
     let refused = |name: &str, bytes: &[u8], want: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write");
-        match CandleEngine::load(&path, "x") {
+        match LocalEngine::load(&path, "x") {
             Err(EngineError::Load(msg)) => assert!(msg.contains(want), "{name}: {msg}"),
             Err(e) => panic!("{name}: expected a load error, got {e}"),
             Ok(_) => panic!("{name}: loaded"),

@@ -1,4 +1,4 @@
-//! The candle engine: a quantized llama-architecture GGUF model on the CPU, with the tokenizer and
+//! The local engine: a GGUF model on the CPU (`orrery-cpu`), with the tokenizer and
 //! chat template taken from the same file, served by its own inference thread.
 
 use std::fs::File;
@@ -18,9 +18,9 @@ use super::{ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequ
 /// Environment variable that sets the threads per forward pass (default: one per core).
 pub const THREADS_ENV: &str = "ORRERY_ENGINE_THREADS";
 
-/// Tunables of a [`CandleEngine`].
+/// Tunables of a [`LocalEngine`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CandleConfig {
+pub struct LocalConfig {
     /// Answers decoded concurrently (each holds its own KV cache); further requests queue.
     pub max_sequences: usize,
     /// Prompt tokens per forward pass: long prompts are fed in chunks so the other answers keep
@@ -39,9 +39,9 @@ pub struct CandleConfig {
 /// admission. A per-model `context` setting goes beyond it, up to the model's own.
 pub const DEFAULT_CONTEXT: usize = 4096;
 
-impl Default for CandleConfig {
+impl Default for LocalConfig {
     fn default() -> Self {
-        CandleConfig {
+        LocalConfig {
             max_sequences: 4,
             // About half a second of prompt processing on two cores: keeps other answers
             // streaming and cancellation prompt while costing little throughput.
@@ -54,7 +54,7 @@ impl Default for CandleConfig {
 }
 
 /// A GGUF model served from a dedicated inference thread.
-pub struct CandleEngine {
+pub struct LocalEngine {
     model_id: String,
     info: EngineInfo,
     tokenizer: Arc<GgufTokenizer>,
@@ -62,25 +62,25 @@ pub struct CandleEngine {
     scheduler: SchedulerHandle,
 }
 
-impl std::fmt::Debug for CandleEngine {
+impl std::fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CandleEngine")
+        f.debug_struct("LocalEngine")
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
 
-impl CandleEngine {
-    /// Loads `path` with the default [`CandleConfig`]. Blocking (reads ~100 MB): call it from
+impl LocalEngine {
+    /// Loads `path` with the default [`LocalConfig`]. Blocking (reads ~100 MB): call it from
     /// `spawn_blocking` or before the runtime starts.
     pub fn load(path: &Path, model_id: impl Into<String>) -> Result<Self, EngineError> {
-        Self::load_with(path, model_id, CandleConfig::default())
+        Self::load_with(path, model_id, LocalConfig::default())
     }
 
     pub fn load_with(
         path: &Path,
         model_id: impl Into<String>,
-        config: CandleConfig,
+        config: LocalConfig,
     ) -> Result<Self, EngineError> {
         let model_id = model_id.into();
         let load_err = |what: &str, e: &dyn std::fmt::Display| {
@@ -143,7 +143,7 @@ impl CandleEngine {
             model.id = %model_id, context_len, max_sequences, threads, precision = ?config.precision,
             "model loaded"
         );
-        Ok(CandleEngine {
+        Ok(LocalEngine {
             model_id,
             info,
             tokenizer,
@@ -167,7 +167,7 @@ impl CandleEngine {
     }
 }
 
-impl Engine for CandleEngine {
+impl Engine for LocalEngine {
     fn model_id(&self) -> &str {
         &self.model_id
     }
