@@ -1,5 +1,6 @@
 //! Orrery: an LLM chat cluster. Every ask is a Temporal workflow; every node is a tree of ractor
-//! actors that are also Temporal workers; answers come from GGUF models on the CPU (orrery-cpu) or remote backends.
+//! actors that are also Temporal workers; answers come from GGUF models on the CPU (`orrery-cpu`)
+//! or from remote backends.
 
 pub mod activities;
 pub mod actors;
