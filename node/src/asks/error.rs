@@ -9,6 +9,8 @@ pub enum AskError {
     UnknownModel(ModelId),
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("an ask needs {0}")]
+    MissingField(&'static str),
     #[error("{0}")]
     InvalidParams(String),
     #[error("the prompt has {chars} characters; the limit is {limit}")]
@@ -28,6 +30,7 @@ impl AskError {
         match self {
             AskError::UnknownModel(_) => "unknown_model",
             AskError::EmptyPrompt => "empty_prompt",
+            AskError::MissingField(_) => "missing_field",
             AskError::InvalidParams(_) => "invalid_params",
             AskError::PromptTooLong { .. } => "prompt_too_long",
             AskError::UnknownRequest(_) => "unknown_request",

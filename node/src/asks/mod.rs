@@ -4,16 +4,18 @@
 
 mod error;
 pub mod records;
+mod request;
 
 pub use error::AskError;
+pub use request::{AskFields, AskRequest};
 
 use crate::actors::broadcaster::{Followers, Subscriber};
 use crate::actors::mesh;
 use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::config::Config;
 use crate::protocol::{
-    AskOutcome, CLUSTER_TASK_QUEUE, ChatMessage, INVALID_REQUEST, ModelId, NO_CAPACITY, Priority,
-    RequestId, Role, SamplingParams, UNKNOWN_MODEL,
+    AskOutcome, CLUSTER_TASK_QUEUE, INVALID_REQUEST, ModelId, NO_CAPACITY, Priority, RequestId,
+    Role, UNKNOWN_MODEL,
 };
 use crate::workflows::ask::{AskInput, AskWorkflow};
 use std::sync::Arc;
@@ -23,16 +25,6 @@ use temporalio_client::{
     Client, WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
 };
 use temporalio_common::error::IncomingError;
-
-/// An ask as a client sends it, before validation.
-#[derive(Clone, Debug, Default)]
-pub struct AskRequest {
-    pub user: String,
-    pub model: Option<String>,
-    pub messages: Vec<ChatMessage>,
-    pub params: SamplingParams,
-    pub priority: Option<Priority>,
-}
 
 /// How an ask ended.
 #[derive(Clone, Debug)]

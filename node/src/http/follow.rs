@@ -30,7 +30,7 @@ pub struct Started {
 
 /// Validates an ask of `caller`, admits it under their limits and starts its workflow. The
 /// caller's user and tier decide the owner and the priority (a request may only lower it).
-async fn admit_and_start(
+pub(super) async fn admit_and_start(
     state: &AppState,
     caller: &Caller,
     mut req: AskRequest,

@@ -6,9 +6,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::follow;
 use crate::asks::records::{self as ask_records, AskStatus};
-use crate::asks::{AskEnd, AskRequest};
-use crate::engine::{ChatMessage, Role, SamplingParams};
-use crate::protocol::Priority;
+use crate::asks::{AskEnd, AskFields, AskRequest};
 use crate::protocol::RequestId;
 use crate::users::Caller;
 use axum::Router;
@@ -32,56 +30,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/asks/{id}/result", get(result))
 }
 
-/// `POST /api/asks` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AskBody {
-    model: Option<String>,
-    prompt: Option<String>,
-    messages: Option<Vec<ChatMessage>>,
-    max_tokens: Option<u32>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    seed: Option<u64>,
-    stop: Option<Vec<String>>,
-    priority: Option<Priority>,
-}
-
 fn to_ask(body: &Bytes) -> Result<AskRequest, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new("bad_json", format!("not valid JSON: {e}")))?;
-    let b: AskBody =
+    let fields: AskFields =
         serde_json::from_value(v).map_err(|e| ApiError::new("invalid_params", e.to_string()))?;
-    let messages = match (b.prompt, b.messages) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                "invalid_params",
-                "give `prompt` or `messages`, not both",
-            ));
-        }
-        (Some(p), None) => vec![ChatMessage::new(Role::User, p)],
-        (None, Some(m)) => m,
-        (None, None) => {
-            return Err(ApiError::new(
-                "missing_field",
-                "an ask needs `prompt` or `messages`",
-            ));
-        }
-    };
-    let d = SamplingParams::default();
-    Ok(AskRequest {
-        user: String::new(),
-        model: b.model,
-        messages,
-        params: SamplingParams {
-            max_tokens: b.max_tokens.unwrap_or(d.max_tokens),
-            temperature: b.temperature.unwrap_or(d.temperature),
-            top_p: b.top_p.or(d.top_p),
-            seed: b.seed.unwrap_or(d.seed),
-            stop: b.stop.unwrap_or_default(),
-        },
-        priority: b.priority,
-    })
+    Ok(fields.into_request()?)
 }
 
 fn links(id: &RequestId) -> Value {
