@@ -6,20 +6,21 @@ use crate::actors::handle::Slot;
 use crate::actors::membership::MembershipMsg;
 use crate::actors::mesh;
 use crate::actors::resource_manager::ResourceManagerMsg;
-use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs};
+use crate::actors::supervisor::{NodeSupervisor, SupervisorArgs, SupervisorMsg};
 use crate::asks::AskService;
 use crate::asks::records::{UserSearch, ensure_user_attribute};
 use crate::config::Config;
 use crate::http::auth::Auth;
 use crate::http::{AppState, router};
-use crate::protocol::actor_names;
+use crate::protocol::{NodeRow, actor_names};
 use crate::temporal::{self, EmbeddedTemporal};
 use crate::worker::{WorkerHostArgs, WorkerHostMsg};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use ractor::Actor;
+use ractor::{Actor, ActorRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -80,6 +81,23 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     result
 }
 
+/// What a running node holds until it stops.
+struct Running {
+    config: Arc<Config>,
+    handle: NodeHandle,
+    worker_host: Arc<Slot<WorkerHostMsg>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: JoinHandle<()>,
+    ready: Arc<AtomicBool>,
+    /// Cancelled at the end of the grace period: sessions close, the cluster watch stops.
+    shutdown: CancellationToken,
+    /// Cancelled when shutdown begins: no new connections.
+    stop_accepting: CancellationToken,
+    tasks: TaskTracker,
+    cluster_watch: JoinHandle<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
 async fn run_node(
     config: Arc<Config>,
     metrics: Option<PrometheusHandle>,
@@ -99,34 +117,12 @@ async fn run_node(
     }
     let auth_line = auth.describe();
     tracing::info!(auth = %auth_line, "api keys");
-    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(
-        Default::default(),
-    )?);
 
     let followers = Followers::default();
     let handle = NodeHandle::default();
     let worker_host = Arc::new(Slot::<WorkerHostMsg>::default());
-    let workers = crate::worker::spawner(
-        WorkerHostArgs {
-            config: config.clone(),
-            client: client.clone(),
-            runtime,
-            handle: handle.clone(),
-        },
-        worker_host.clone(),
-    );
-    let (supervisor, mut supervisor_handle) = Actor::spawn(
-        Some(actor_names::SUPERVISOR.to_string()),
-        NodeSupervisor,
-        SupervisorArgs {
-            config: config.clone(),
-            handle: handle.clone(),
-            followers: followers.clone(),
-            workers: Some(workers),
-        },
-    )
-    .await?;
-
+    let (supervisor, supervisor_done) =
+        start_actors(&config, &client, &handle, &followers, &worker_host).await?;
     if config.autoscaling.enabled {
         ensure_scaling_loop(&client, &config).await;
     }
@@ -136,30 +132,8 @@ async fn run_node(
             .absolute(0);
     }
 
-    let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
-    let stop_accepting = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let (cluster_tx, cluster_rx) = tokio::sync::watch::channel(Vec::new());
-    let cluster_watch = {
-        let stop = shutdown.clone();
-        let node = handle.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(1000)) => {
-                        let view = mesh::view(node.membership()).await;
-                        cluster_tx.send_if_modified(|cur| {
-                            let changed = *cur != view;
-                            *cur = view;
-                            changed
-                        });
-                    }
-                }
-            }
-        })
-    };
+    let (cluster, cluster_watch) = watch_cluster(handle.clone(), shutdown.clone());
     let state = AppState {
         node: handle.clone(),
         asks: AskService {
@@ -170,47 +144,137 @@ async fn run_node(
             user_search,
         },
         metrics,
-        ready: ready.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
         shutdown: shutdown.clone(),
-        tasks: tasks.clone(),
-        cluster: cluster_rx,
+        tasks: TaskTracker::new(),
+        cluster,
         auth,
     };
+    let stop_accepting = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.http).await?;
     let http_addr = listener.local_addr()?;
-    let server = {
-        let stop = stop_accepting.clone();
-        tokio::spawn(async move {
+    let running = Running {
+        config: config.clone(),
+        handle,
+        worker_host,
+        supervisor,
+        supervisor_done,
+        ready: state.ready.clone(),
+        shutdown,
+        stop_accepting: stop_accepting.clone(),
+        tasks: state.tasks.clone(),
+        cluster_watch,
+        server: tokio::spawn(async move {
             axum::serve(listener, router(state))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
                 .await
-        })
+        }),
     };
 
-    // Ready once every model configured to load at start has loaded (or failed for good).
+    wait_until_loaded(&running.handle).await?;
+    running.ready.store(true, Ordering::SeqCst);
+    print_banner(
+        &config,
+        http_addr,
+        &auth_line,
+        temporal_ui.as_deref(),
+        embedded,
+    );
+    running.until_stopped().await;
+    Ok(())
+}
+
+/// Starts the node's supervision tree, the Temporal workers under it.
+async fn start_actors(
+    config: &Arc<Config>,
+    client: &temporalio_client::Client,
+    handle: &NodeHandle,
+    followers: &Followers,
+    worker_host: &Arc<Slot<WorkerHostMsg>>,
+) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), BoxError> {
+    let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(
+        Default::default(),
+    )?);
+    let workers = crate::worker::spawner(
+        WorkerHostArgs {
+            config: config.clone(),
+            client: client.clone(),
+            runtime,
+            handle: handle.clone(),
+        },
+        worker_host.clone(),
+    );
+    let (supervisor, done) = Actor::spawn(
+        Some(actor_names::SUPERVISOR.to_string()),
+        NodeSupervisor,
+        SupervisorArgs {
+            config: config.clone(),
+            handle: handle.clone(),
+            followers: followers.clone(),
+            workers: Some(workers),
+        },
+    )
+    .await?;
+    Ok((supervisor, done))
+}
+
+/// The cluster view, refreshed every second while `stop` is not cancelled.
+fn watch_cluster(
+    handle: NodeHandle,
+    stop: CancellationToken,
+) -> (tokio::sync::watch::Receiver<Vec<NodeRow>>, JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(1000)) => {
+                    let view = mesh::view(handle.membership()).await;
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != view;
+                        *cur = view;
+                        changed
+                    });
+                }
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Waits until every model configured to load at start has loaded (or failed for good).
+async fn wait_until_loaded(handle: &NodeHandle) -> Result<(), BoxError> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         if let Some(s) = handle.models_status().await
             && s.loading.is_empty()
         {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err("models did not load within 10 minutes".into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ready.store(true, Ordering::SeqCst);
+}
+
+fn print_banner(
+    config: &Config,
+    http_addr: std::net::SocketAddr,
+    auth_line: &str,
+    temporal_ui: Option<&str>,
+    embedded: bool,
+) {
     let host = if http_addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", http_addr.port())
     } else {
         http_addr.to_string()
     };
-    println!("orrery node {node} ready");
+    println!("orrery node {} ready", config.node_id);
     println!("  web UI:       http://{host}/");
     println!("  temporal:     {}", config.temporal_address());
     println!("  api keys:     {auth_line}");
-    if let Some(ui) = &temporal_ui {
+    if let Some(ui) = temporal_ui {
         println!("  temporal UI:  {ui}");
     }
     if embedded {
@@ -218,59 +282,65 @@ async fn run_node(
             "  ask it:       orrery ask --url http://{host} \"What is the capital of France?\""
         );
     }
+}
 
-    let mut supervisor_gone = false;
-    tokio::select! {
-        _ = stop_signal() => tracing::info!("stop requested"),
-        _ = &mut supervisor_handle => {
-            supervisor_gone = true;
-            tracing::error!("the node supervisor stopped");
+impl Running {
+    /// Runs until a stop signal (or the supervisor's end), then shuts down in order.
+    async fn until_stopped(mut self) {
+        let mut supervisor_gone = false;
+        tokio::select! {
+            _ = stop_signal() => tracing::info!("stop requested"),
+            _ = &mut self.supervisor_done => {
+                supervisor_gone = true;
+                tracing::error!("the node supervisor stopped");
+            }
         }
+        self.drain().await;
+        tracing::info!("shutdown: stopping temporal workers");
+        if let Some(host) = self.worker_host.get() {
+            let _ = ractor::call_t!(host, WorkerHostMsg::Drain, 60_000);
+        }
+        if let Some(m) = self.handle.membership() {
+            tracing::info!("shutdown: leaving the cluster");
+            let _ = ractor::call_t!(m, MembershipMsg::Leave, 5000);
+        }
+        tracing::info!("shutdown: stopping actors");
+        if !supervisor_gone {
+            self.supervisor.stop(Some("shutdown".into()));
+            let _ = self.supervisor_done.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        tracing::info!("shutdown: done");
     }
 
-    tracing::info!("shutdown: not ready, draining: no new placements here, no new connections");
-    ready.store(false, Ordering::SeqCst);
-    if let Some(rm) = handle.resource_manager() {
-        let _ = rm.cast(ResourceManagerMsg::SetDraining(true));
-    }
-    stop_accepting.cancel();
-    tasks.close();
-    tracing::info!(
-        followed_asks = tasks.len(),
-        grace_secs = config.limits.shutdown_grace.as_secs(),
-        "shutdown: letting in-flight answers finish"
-    );
-    let drained = async {
-        tasks.wait().await;
-        wait_for_local_generations(&handle).await;
-    };
-    if tokio::time::timeout(config.limits.shutdown_grace, drained)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = tasks.len(),
-            "shutdown: grace period over; unfinished answers move to other nodes"
+    /// Not ready, no new placements or connections; in-flight answers get the grace period.
+    async fn drain(&mut self) {
+        tracing::info!("shutdown: not ready, draining: no new placements here, no new connections");
+        self.ready.store(false, Ordering::SeqCst);
+        if let Some(rm) = self.handle.resource_manager() {
+            let _ = rm.cast(ResourceManagerMsg::SetDraining(true));
+        }
+        self.stop_accepting.cancel();
+        self.tasks.close();
+        let grace = self.config.limits.shutdown_grace;
+        tracing::info!(
+            followed_asks = self.tasks.len(),
+            grace_secs = grace.as_secs(),
+            "shutdown: letting in-flight answers finish"
         );
+        let drained = async {
+            self.tasks.wait().await;
+            wait_for_local_generations(&self.handle).await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "shutdown: grace period over; unfinished answers move to other nodes"
+            );
+        }
+        self.shutdown.cancel();
+        let _ = (&mut self.cluster_watch).await;
     }
-    shutdown.cancel();
-    let _ = cluster_watch.await;
-    tracing::info!("shutdown: stopping temporal workers");
-    if let Some(host) = worker_host.get() {
-        let _ = ractor::call_t!(host, WorkerHostMsg::Drain, 60_000);
-    }
-    if let Some(m) = handle.membership() {
-        tracing::info!("shutdown: leaving the cluster");
-        let _ = ractor::call_t!(m, MembershipMsg::Leave, 5000);
-    }
-    tracing::info!("shutdown: stopping actors");
-    if !supervisor_gone {
-        supervisor.stop(Some("shutdown".into()));
-        let _ = supervisor_handle.await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    tracing::info!("shutdown: done");
-    Ok(())
 }
 
 /// Resolves once no generation runs or waits on this node.

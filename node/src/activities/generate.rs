@@ -3,19 +3,21 @@
 //! resume it if this one dies.
 
 use super::non_retryable;
-use crate::actors::model_holder::ModelHolderMsg;
+use crate::actors::model_holder::{ModelHolderMsg, Started};
 use crate::actors::{NodeHandle, mesh};
 use crate::engine::{
-    ChatMessage, EngineError, FinishReason, GenEvent, GenerateRequest, SamplingParams,
+    ChatMessage, EngineError, FinishReason, GenEvent, GenSummary, GenerateRequest, SamplingParams,
 };
 use crate::protocol::{
     AskOutcome, INVALID_REQUEST, LiveEvent, LiveStage, ModelId, NodeId, Priority, RequestId,
 };
+use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 /// Heartbeats carry the answer so far; the SDK throttles what reaches the server.
@@ -64,6 +66,103 @@ fn retryable(msg: impl Into<String>) -> ActivityError {
     ActivityError::from(anyhow::anyhow!(msg.into()))
 }
 
+/// An answer in progress on this node: where it goes, and its text so far.
+struct Answer<'a> {
+    ctx: &'a ActivityContext,
+    input: &'a GenerateInput,
+    holder: ActorRef<ModelHolderMsg>,
+    cancel: CancellationToken,
+    text: String,
+    beat: tokio::time::Interval,
+}
+
+impl Answer<'_> {
+    async fn heartbeat(&self) {
+        let _ = self
+            .ctx
+            .record_heartbeat(Progress {
+                text: self.text.clone(),
+            })
+            .await;
+    }
+
+    /// Waits for a sequence slot; heartbeats meanwhile, so waiting is not mistaken for a dead
+    /// node. None when the ask was cancelled while it waited.
+    async fn wait_for_slot(
+        &mut self,
+        mut reply: ractor::concurrency::OneshotReceiver<Started>,
+    ) -> Result<UnboundedReceiver<GenEvent>, ActivityError> {
+        self.heartbeat().await;
+        loop {
+            tokio::select! {
+                started = &mut reply => return match started {
+                    Ok(Some(rx)) => Ok(rx),
+                    Ok(None) => Err(ActivityError::cancelled()),
+                    Err(_) => Err(retryable("the model holder stopped before the ask started")),
+                },
+                _ = self.ctx.cancelled(), if !self.cancel.is_cancelled() => {
+                    self.cancel.cancel();
+                    let _ = self.holder.cast(ModelHolderMsg::Cancel(self.input.request_id.clone()));
+                }
+                _ = self.beat.tick() => self.heartbeat().await,
+            }
+        }
+    }
+
+    /// Relays the engine's text to the user's node and heartbeats it, until the engine ends.
+    async fn stream(
+        &mut self,
+        mut events: UnboundedReceiver<GenEvent>,
+    ) -> Result<GenSummary, EngineError> {
+        let (origin, rid) = (&self.input.origin, &self.input.request_id);
+        let mut chars = self.text.chars().count();
+        let mut last_beat = Instant::now();
+        loop {
+            tokio::select! {
+                // A long prompt prefill sends no token for a while: heartbeat on a timer too, so
+                // a busy node is not mistaken for a dead one.
+                _ = self.beat.tick() => self.heartbeat().await,
+                _ = self.ctx.cancelled(), if !self.cancel.is_cancelled() => {
+                    tracing::info!("cancellation requested through temporal");
+                    self.cancel.cancel();
+                }
+                ev = events.recv() => match ev {
+                    Some(GenEvent::Token { text: t }) => {
+                        mesh::publish(origin, rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
+                        chars += t.chars().count();
+                        self.text.push_str(&t);
+                        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                            self.heartbeat().await;
+                            last_beat = Instant::now();
+                        }
+                    }
+                    Some(GenEvent::Done(summary)) => return Ok(summary),
+                    Some(GenEvent::Failed(e)) => return Err(e),
+                    None => return Err(EngineError::Inference("the engine stopped mid-answer".into())),
+                }
+            }
+        }
+    }
+}
+
+/// Where to resume from: the furthest known point of what the user was shown, the last
+/// heartbeat of this placement, or what the workflow passed on.
+async fn resume_point(ctx: &ActivityContext, input: &GenerateInput) -> String {
+    let mut resume = input.resume_text.clone();
+    if let Ok(Some(p)) = ctx.heartbeat_details().deserialize::<Progress>()
+        && p.text.len() > resume.len()
+    {
+        resume = p.text;
+    }
+    if let Some(shown) = mesh::shown(&input.origin, &input.request_id).await
+        && shown.len() > resume.len()
+        && shown.starts_with(resume.as_str())
+    {
+        resume = shown;
+    }
+    resume
+}
+
 #[activities]
 impl NodeActivities {
     #[activity]
@@ -76,21 +175,7 @@ impl NodeActivities {
         let rid = input.request_id.clone();
         let span = tracing::info_span!("generate", request.id = %rid, model.id = %input.model, node.id = %self.node, attempt = input.attempt);
         let _enter = span.enter();
-        // Resume from the furthest known point: what the user was shown, the last heartbeat of
-        // this placement, or what the workflow passed on.
-        let mut resume = input.resume_text.clone();
-        if let Ok(Some(p)) = ctx.heartbeat_details().deserialize::<Progress>()
-            && p.text.len() > resume.len()
-        {
-            resume = p.text;
-        }
-        if let Some(shown) = mesh::shown(&input.origin, &rid).await
-            && shown.len() > resume.len()
-            && shown.starts_with(resume.as_str())
-        {
-            resume = shown;
-        }
-
+        let resume = resume_point(&ctx, &input).await;
         let holder = self.handle.holder(&input.model).ok_or_else(|| {
             retryable(format!(
                 "model {} is not loaded on node {}",
@@ -104,7 +189,7 @@ impl NodeActivities {
             resume_text: resume.clone(),
             cancel: cancel.clone(),
         };
-        let (reply_tx, mut reply_rx) = ractor::concurrency::oneshot();
+        let (reply_tx, reply_rx) = ractor::concurrency::oneshot();
         holder
             .cast(ModelHolderMsg::Generate {
                 request_id: rid.clone(),
@@ -116,75 +201,33 @@ impl NodeActivities {
             .map_err(|e| retryable(format!("model holder: {e}")))?;
         // The slot is freed however this activity ends.
         let _finished = FinishGuard(holder.clone(), rid.clone());
-
-        // Wait for a slot; heartbeat meanwhile, so waiting is not mistaken for a dead node.
-        let mut text = resume.clone();
-        let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
-        let mut beat = tokio::time::interval(Duration::from_secs(1));
-        let mut events = loop {
-            tokio::select! {
-                started = &mut reply_rx => match started {
-                    Ok(Some(rx)) => break rx,
-                    Ok(None) => return Err(ActivityError::cancelled()),
-                    Err(_) => return Err(retryable("the model holder stopped before the ask started")),
-                },
-                _ = ctx.cancelled(), if !cancel.is_cancelled() => {
-                    cancel.cancel();
-                    let _ = holder.cast(ModelHolderMsg::Cancel(rid.clone()));
-                }
-                _ = beat.tick() => {
-                    let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
-                }
-            }
+        let mut answer = Answer {
+            ctx: &ctx,
+            input: &input,
+            holder,
+            cancel,
+            text: resume,
+            beat: tokio::time::interval(Duration::from_secs(1)),
         };
-
-        mesh::publish(
-            &input.origin,
-            &rid,
-            LiveEvent::Status(LiveStage::Generating {
-                node: self.node.clone(),
-            }),
-        );
-        let mut chars = text.chars().count();
-        let mut last_beat = Instant::now();
-        let result = loop {
-            tokio::select! {
-                // A long prompt prefill sends no token for a while: heartbeat on a timer too, so
-                // a busy node is not mistaken for a dead one.
-                _ = beat.tick() => {
-                    let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
-                }
-                _ = ctx.cancelled(), if !cancel.is_cancelled() => {
-                    tracing::info!("cancellation requested through temporal");
-                    cancel.cancel();
-                }
-                ev = events.recv() => match ev {
-                    Some(GenEvent::Token { text: t }) => {
-                        mesh::publish(&input.origin, &rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
-                        chars += t.chars().count();
-                        text.push_str(&t);
-                        if last_beat.elapsed() >= HEARTBEAT_EVERY {
-                            let _ = ctx.record_heartbeat(Progress { text: text.clone() }).await;
-                            last_beat = Instant::now();
-                        }
-                    }
-                    Some(GenEvent::Done(summary)) => break Ok(summary),
-                    Some(GenEvent::Failed(e)) => break Err(e),
-                    None => break Err(EngineError::Inference("the engine stopped mid-answer".into())),
-                }
-            }
+        let events = answer.wait_for_slot(reply_rx).await?;
+        let generating = LiveStage::Generating {
+            node: self.node.clone(),
         };
+        mesh::publish(&input.origin, &rid, LiveEvent::Status(generating));
+        let result = answer.stream(events).await;
         // A barrier: everything published above reaches the user before the workflow completes.
         let _ = mesh::shown(&input.origin, &rid).await;
+        let text = answer.text;
         match result {
             Ok(s) if s.finish_reason == FinishReason::Cancelled => {
-                tracing::info!(chars, "generation cancelled");
+                tracing::info!(chars = text.chars().count(), "generation cancelled");
                 Err(ActivityError::cancelled())
             }
             Ok(s) => {
+                let total_ms = started.elapsed().as_millis() as u64;
                 tracing::info!(
                     tokens = s.completion_tokens,
-                    ms = started.elapsed().as_millis() as u64,
+                    ms = total_ms,
                     "generation done"
                 );
                 Ok(AskOutcome {
@@ -195,7 +238,7 @@ impl NodeActivities {
                     prompt_tokens: s.prompt_tokens,
                     completion_tokens: s.completion_tokens,
                     first_token_ms: s.time_to_first_token.as_millis() as u64,
-                    total_ms: started.elapsed().as_millis() as u64,
+                    total_ms,
                     attempts: input.attempt,
                 })
             }

@@ -8,6 +8,7 @@ pub mod mesh;
 pub mod model_holder;
 pub mod models;
 pub mod resource_manager;
+pub mod restarts;
 pub mod supervisor;
 
 pub use handle::NodeHandle;

@@ -4,17 +4,14 @@
 //! published in [`Holders`], which the rest of the node reads without a message.
 
 use super::model_holder::{ModelHolder, ModelHolderArgs, ModelHolderMsg};
+use super::restarts::{self, Restarts};
 use crate::config::{Config, ModelSource};
 use crate::protocol::{ModelId, actor_names};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::RactorMessage;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-/// Restarts allowed per holder within `RESTART_WINDOW` before the model is given up.
-const MAX_RESTARTS: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
+use std::time::Duration;
 
 /// Why a model cannot be loaded or unloaded here.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
@@ -104,7 +101,7 @@ pub struct ModelsState {
     loading: HashMap<ModelId, Vec<Reply>>,
     failed: BTreeMap<ModelId, String>,
     stopping: HashSet<ModelId>,
-    restarts: HashMap<ModelId, Vec<Instant>>,
+    restarts: Restarts<ModelId>,
 }
 
 /// Estimated resident bytes of a model: its file plus room for KV caches and scratch space.
@@ -143,18 +140,6 @@ impl ModelsState {
             });
         }
         Ok(())
-    }
-
-    /// Records a restart of `model` and says how long to wait before it, or None past the limit.
-    fn restart_delay(&mut self, model: &ModelId) -> Option<Duration> {
-        let now = Instant::now();
-        let times = self.restarts.entry(model.clone()).or_default();
-        times.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-        if times.len() >= MAX_RESTARTS {
-            return None;
-        }
-        times.push(now);
-        Some(Duration::from_millis(100 * (1 << (times.len() - 1))))
     }
 }
 
@@ -278,7 +263,7 @@ impl Models {
         if state.stopping.remove(&model) {
             return;
         }
-        match state.restart_delay(&model) {
+        match state.restarts.next_delay(&model) {
             Some(delay) => {
                 tracing::warn!(model.id = %model, reason = %why, delay_ms = delay.as_millis() as u64, "model holder exited; restarting");
                 state.loading.insert(model.clone(), Vec::new());
@@ -314,7 +299,7 @@ impl Actor for Models {
             loading: HashMap::new(),
             failed: BTreeMap::new(),
             stopping: HashSet::new(),
-            restarts: HashMap::new(),
+            restarts: Restarts::default(),
         })
     }
 
@@ -359,15 +344,8 @@ impl Actor for Models {
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match evt {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                Self::holder_exited(&myself, state, &cell, err.to_string());
-            }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let why = reason.unwrap_or_else(|| "stopped".into());
-                Self::holder_exited(&myself, state, &cell, why);
-            }
-            _ => {}
+        if let Some((cell, why)) = restarts::exited(evt) {
+            Self::holder_exited(&myself, state, &cell, why);
         }
         Ok(())
     }

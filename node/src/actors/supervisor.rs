@@ -7,18 +7,14 @@ use super::handle::NodeHandle;
 use super::membership::{Membership, MembershipArgs};
 use super::models::{Models, ModelsArgs};
 use super::resource_manager::{ResourceManager, ResourceManagerArgs};
+use super::restarts::{self, MAX_RESTARTS, Restarts};
 use crate::config::Config;
 use crate::protocol::actor_names;
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::RactorMessage;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Restarts allowed per child within `RESTART_WINDOW` before the supervisor gives up on it.
-const MAX_RESTARTS: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
+use std::time::Duration;
 
 /// Starts a child the actors module does not know the type of (the Temporal worker host, which
 /// depends on the activities, which depend on the actors), linked to the given supervisor.
@@ -44,7 +40,7 @@ pub struct SupervisorArgs {
 
 pub struct SupervisorState {
     args: SupervisorArgs,
-    restarts: HashMap<String, Vec<Instant>>,
+    restarts: Restarts<String>,
 }
 
 async fn spawn_child(
@@ -105,18 +101,6 @@ async fn spawn_child(
 }
 
 impl NodeSupervisor {
-    /// Records a restart of `name` and says how long to wait before it, or None past the limit.
-    fn restart_delay(state: &mut SupervisorState, name: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let times = state.restarts.entry(name.to_string()).or_default();
-        times.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-        if times.len() >= MAX_RESTARTS {
-            return None;
-        }
-        times.push(now);
-        Some(Duration::from_millis(100 * (1 << (times.len() - 1))))
-    }
-
     fn child_exited(
         &self,
         myself: &ActorRef<SupervisorMsg>,
@@ -135,7 +119,7 @@ impl NodeSupervisor {
             actor_names::MEMBERSHIP => slots.membership.set(None),
             _ => {}
         }
-        match Self::restart_delay(state, &name) {
+        match state.restarts.next_delay(&name) {
             Some(delay) => {
                 tracing::warn!(actor = %name, reason = %why, delay_ms = delay.as_millis() as u64, "child exited; restarting");
                 myself.send_after(delay, move || SupervisorMsg::Restart(name));
@@ -172,7 +156,7 @@ impl Actor for NodeSupervisor {
         }
         Ok(SupervisorState {
             args,
-            restarts: HashMap::new(),
+            restarts: Restarts::default(),
         })
     }
 
@@ -197,7 +181,7 @@ impl Actor for NodeSupervisor {
         if let Err(e) = spawn_child(&name, myself.get_cell(), &state.args).await {
             // Count the failed start as another crash, so the limit still applies.
             let why = e.to_string();
-            match Self::restart_delay(state, &name) {
+            match state.restarts.next_delay(&name) {
                 Some(delay) => {
                     tracing::warn!(actor = %name, error = %why, "restart failed; retrying");
                     myself.send_after(delay, move || SupervisorMsg::Restart(name));
@@ -216,15 +200,9 @@ impl Actor for NodeSupervisor {
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match evt {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                self.child_exited(&myself, &cell, err.to_string(), state)
-            }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let why = reason.unwrap_or_else(|| "stopped".into());
-                self.child_exited(&myself, &cell, why, state)
-            }
-            _ => Ok(()),
+        match restarts::exited(evt) {
+            Some((cell, why)) => self.child_exited(&myself, &cell, why, state),
+            None => Ok(()),
         }
     }
 }

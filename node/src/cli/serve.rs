@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// What `up` and `node` both take.
 #[derive(clap::Args)]
-pub struct UpArgs {
+pub struct Common {
     #[arg(long, default_value = "cluster.toml")]
     pub config: PathBuf,
     /// HTTP address of the node (web UI, APIs).
@@ -15,6 +16,12 @@ pub struct UpArgs {
     /// Where the Temporal database and other state live.
     #[arg(long)]
     pub data_dir: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub common: Common,
     /// Port of the embedded Temporal server (its UI gets this + 1000).
     #[arg(long)]
     pub temporal_port: Option<u16>,
@@ -22,12 +29,8 @@ pub struct UpArgs {
 
 #[derive(clap::Args)]
 pub struct NodeArgs {
-    #[arg(long, default_value = "cluster.toml")]
-    pub config: PathBuf,
-    #[arg(long)]
-    pub http: Option<String>,
-    #[arg(long)]
-    pub data_dir: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
     #[arg(long)]
     pub node_id: Option<String>,
     /// Temporal frontend HOST:PORT.
@@ -66,27 +69,27 @@ fn load_config(path: &PathBuf, overrides: &Overrides) -> anyhow::Result<Config> 
 pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     let overrides = Overrides {
-        http: a.http,
-        data_dir: a.data_dir,
+        http: a.common.http,
+        data_dir: a.common.data_dir,
         embedded: Some(true),
         temporal_address: a.temporal_port.map(|p| format!("127.0.0.1:{p}")),
         ..Default::default()
     };
-    serve(load_config(&a.config, &overrides)?).await
+    serve(load_config(&a.common.config, &overrides)?).await
 }
 
 pub async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     let overrides = Overrides {
-        http: a.http,
-        data_dir: a.data_dir,
+        http: a.common.http,
+        data_dir: a.common.data_dir,
         node_id: a.node_id,
         temporal_address: a.temporal,
         embedded: Some(false),
         cluster_listen: a.cluster,
         seeds: a.seeds,
     };
-    serve(load_config(&a.config, &overrides)?).await
+    serve(load_config(&a.common.config, &overrides)?).await
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {

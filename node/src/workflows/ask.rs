@@ -110,6 +110,95 @@ fn classify(err: ActivityExecutionError, resume: &str, node: &NodeId) -> Next {
     }
 }
 
+/// Where the ask runs next, and with which model (the fallback, while the loop routes there).
+async fn plan(
+    ctx: &mut WorkflowContext<AskWorkflow>,
+    input: &AskInput,
+    excluded: &[NodeId],
+    resume: &str,
+) -> Result<(NodeId, ModelId), WorkflowTermination> {
+    let plan_input = PlanInput {
+        request_id: input.request_id.clone(),
+        model: input.model.clone(),
+        origin: input.origin.clone(),
+        excluded: excluded.to_vec(),
+    };
+    let plan_retry = RetryPolicy::builder()
+        .maximum_attempts(20)
+        .maximum_interval(Duration::from_secs(2))
+        .build();
+    // Plan is short and its answer is recorded as a marker: as a local activity it runs inside
+    // the workflow task, on the worker that holds the workflow, and saves the trips through the
+    // server that an activity costs (schedule, dispatch, completion, a new workflow task) on
+    // every ask's way to its first token. Histories started before this change replay the
+    // activity they recorded.
+    let plan = if ctx.patched(PLAN_LOCALLY) {
+        ctx.execute_local_activity(
+            ClusterActivities::plan,
+            plan_input,
+            LocalActivityOptions::builder()
+                .start_to_close_timeout(Duration::from_secs(30))
+                .retry_policy(plan_retry)
+                .build(),
+        )
+        .await
+    } else {
+        ctx.execute_activity(
+            ClusterActivities::plan,
+            plan_input,
+            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                .retry_policy(plan_retry)
+                .build(),
+        )
+        .await
+    };
+    match plan {
+        Ok(p) => Ok((p.node, p.model)),
+        Err(e) => {
+            let why = e.to_string();
+            Err(match classify(e, resume, &input.origin) {
+                Next::Fail(t) => t,
+                Next::Replan { .. } => {
+                    temporalio_common::error::ApplicationFailure::non_retryable(why).into()
+                }
+            })
+        }
+    }
+}
+
+/// One placement's try at the answer, on `node`'s own queue, resuming after `resume`.
+async fn generate(
+    ctx: &mut WorkflowContext<AskWorkflow>,
+    input: &AskInput,
+    node: &NodeId,
+    model: ModelId,
+    resume: &str,
+    attempt: u32,
+) -> Result<AskOutcome, ActivityExecutionError> {
+    let hb = Duration::from_secs(input.heartbeat_timeout_secs);
+    ctx.execute_activity(
+        NodeActivities::generate,
+        GenerateInput {
+            request_id: input.request_id.clone(),
+            model,
+            messages: input.messages.clone(),
+            params: input.params.clone(),
+            origin: input.origin.clone(),
+            priority: input.priority.clone(),
+            resume_text: resume.to_string(),
+            attempt,
+        },
+        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30 * 60))
+            .task_queue(node_task_queue(node))
+            .schedule_to_start_timeout(hb * 3)
+            .heartbeat_timeout(hb)
+            // One try per placement: the workflow itself moves failed work elsewhere.
+            .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+            .build(),
+    )
+    .await
+}
+
 #[workflow_methods]
 impl AskWorkflow {
     #[run]
@@ -122,82 +211,14 @@ impl AskWorkflow {
         let mut last_error = String::new();
         for attempt in 1..=MAX_PLACEMENTS {
             ctx.state_mut(|s| s.stage = AskStage::Planning);
-            let plan_input = PlanInput {
-                request_id: input.request_id.clone(),
-                model: input.model.clone(),
-                origin: input.origin.clone(),
-                excluded: excluded.clone(),
-            };
-            let plan_retry = RetryPolicy::builder()
-                .maximum_attempts(20)
-                .maximum_interval(Duration::from_secs(2))
-                .build();
-            // Plan is short and its answer is recorded as a marker: as a local activity it runs
-            // inside the workflow task, on the worker that holds the workflow, and saves the trips
-            // through the server that an activity costs (schedule, dispatch, completion, a new
-            // workflow task) on every ask's way to its first token. Histories started before
-            // this change replay the activity they recorded.
-            let plan = if ctx.patched(PLAN_LOCALLY) {
-                ctx.execute_local_activity(
-                    ClusterActivities::plan,
-                    plan_input,
-                    LocalActivityOptions::builder()
-                        .start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(plan_retry)
-                        .build(),
-                )
-                .await
-            } else {
-                ctx.execute_activity(
-                    ClusterActivities::plan,
-                    plan_input,
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(plan_retry)
-                        .build(),
-                )
-                .await
-            };
-            let (node, model) = match plan {
-                Ok(p) => (p.node, p.model),
-                Err(e) => {
-                    let why = e.to_string();
-                    return Err(match classify(e, &resume, &input.origin) {
-                        Next::Fail(t) => t,
-                        Next::Replan { .. } => {
-                            temporalio_common::error::ApplicationFailure::non_retryable(why).into()
-                        }
-                    });
-                }
-            };
+            let (node, model) = plan(ctx, &input, &excluded, &resume).await?;
             ctx.state_mut(|s| {
                 s.stage = AskStage::Generating {
                     node: node.clone(),
                     attempt,
                 }
             });
-            let hb = Duration::from_secs(input.heartbeat_timeout_secs);
-            let generated = ctx
-                .execute_activity(
-                    NodeActivities::generate,
-                    GenerateInput {
-                        request_id: input.request_id.clone(),
-                        model: model.clone(),
-                        messages: input.messages.clone(),
-                        params: input.params.clone(),
-                        origin: input.origin.clone(),
-                        priority: input.priority.clone(),
-                        resume_text: resume.clone(),
-                        attempt,
-                    },
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30 * 60))
-                        .task_queue(node_task_queue(&node))
-                        .schedule_to_start_timeout(hb * 3)
-                        .heartbeat_timeout(hb)
-                        // One try per placement: the workflow itself moves failed work elsewhere.
-                        .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
-                        .build(),
-                )
-                .await;
+            let generated = generate(ctx, &input, &node, model, &resume, attempt).await;
             match generated {
                 Ok(mut outcome) => {
                     outcome.attempts = attempt;
