@@ -52,28 +52,30 @@ pub fn ws_url(url: &str) -> String {
     }
 }
 
-/// Streams the answer to `out` as it arrives; returns the final `done` frame.
-pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientError> {
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the node's WebSocket, with the API key when there is one.
+async fn connect(args: &AskArgs) -> Result<Socket, ClientError> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = ws_url(&args.url);
-    let mut request =
-        url.as_str()
-            .into_client_request()
-            .map_err(|source| ClientError::Connect {
-                url: url.clone(),
-                source,
-            })?;
+    let connect_error = |source| ClientError::Connect {
+        url: url.clone(),
+        source,
+    };
+    let mut request = url.as_str().into_client_request().map_err(connect_error)?;
     if let Some(key) = &args.api_key
         && let Ok(v) = format!("Bearer {key}").parse()
     {
         request.headers_mut().insert("authorization", v);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
-        .map_err(|source| ClientError::Connect {
-            url: url.clone(),
-            source,
-        })?;
+        .map_err(connect_error)?;
+    Ok(ws)
+}
+
+fn ask_frame(args: &AskArgs) -> Value {
     let mut frame = json!({"type": "ask", "prompt": args.prompt, "client_id": "cli"});
     if let Some(m) = &args.model {
         frame["model"] = json!(m);
@@ -87,19 +89,76 @@ pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientEr
     if let Some(s) = args.seed {
         frame["seed"] = json!(s);
     }
-    ws.send(Message::Text(frame.to_string().into()))
+    frame
+}
+
+/// One ask's frames, printed to a terminal as they come.
+#[derive(Default)]
+struct Printer {
+    request_id: Option<String>,
+    /// Chars of the answer printed so far.
+    printed: usize,
+}
+
+impl Printer {
+    /// Handles one frame; returns the ask's end once it comes.
+    fn frame(&mut self, v: &Value, out: &mut impl Write) -> Option<Result<Value, ClientError>> {
+        let server_error = |e: &Value| ClientError::Server {
+            code: e["code"].as_str().unwrap_or("internal").into(),
+            message: e["message"].as_str().unwrap_or("").into(),
+        };
+        match v["type"].as_str().unwrap_or("") {
+            "accepted" => self.request_id = v["request_id"].as_str().map(String::from),
+            "chunk" => {
+                let offset = v["offset"].as_u64().unwrap_or(0) as usize;
+                let t = v["text"].as_str().unwrap_or("");
+                // A terminal cannot take text back: print only what extends the answer.
+                let n = t.chars().count();
+                if offset + n > self.printed {
+                    let skip = self.printed.saturating_sub(offset);
+                    let new: String = t.chars().skip(skip).collect();
+                    let _ = write!(out, "{new}");
+                    let _ = out.flush();
+                    self.printed = offset + n;
+                }
+            }
+            "done" => {
+                let text = v["text"].as_str().unwrap_or("");
+                let rest: String = text.chars().skip(self.printed).collect();
+                // The answer ends its line: whatever the caller prints next starts a new one.
+                let _ = writeln!(out, "{rest}");
+                return Some(Ok(v.clone()));
+            }
+            "failed" => return Some(Err(server_error(&v["error"]))),
+            "cancelled" => return Some(Err(ClientError::Cancelled)),
+            "error"
+                if v["client_id"] == "cli"
+                    || v["request_id"].as_str() == self.request_id.as_deref() =>
+            {
+                return Some(Err(server_error(v)));
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Streams the answer to `out` as it arrives; returns the final `done` frame. Ctrl-C cancels
+/// the ask (the node confirms with a `cancelled` frame).
+pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientError> {
+    let mut ws = connect(args).await?;
+    ws.send(Message::Text(ask_frame(args).to_string().into()))
         .await
         .map_err(|e| ClientError::Lost(e.to_string()))?;
-    let mut request_id: Option<String> = None;
-    let mut printed = 0usize;
+    let mut printer = Printer::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut cancelling = false;
     loop {
         let msg = tokio::select! {
-            _ = &mut ctrl_c, if !cancelling && request_id.is_some() => {
+            _ = &mut ctrl_c, if !cancelling && printer.request_id.is_some() => {
                 cancelling = true;
-                let cancel = json!({"type": "cancel", "request_id": request_id});
+                let cancel = json!({"type": "cancel", "request_id": printer.request_id});
                 let _ = ws.send(Message::Text(cancel.to_string().into())).await;
                 continue;
             }
@@ -112,43 +171,8 @@ pub async fn ask(args: &AskArgs, out: &mut impl Write) -> Result<Value, ClientEr
             None => return Err(ClientError::Lost("the node closed the connection".into())),
         };
         let v: Value = serde_json::from_str(&text).map_err(|e| ClientError::Lost(e.to_string()))?;
-        match v["type"].as_str().unwrap_or("") {
-            "accepted" => request_id = v["request_id"].as_str().map(String::from),
-            "chunk" => {
-                let offset = v["offset"].as_u64().unwrap_or(0) as usize;
-                let t = v["text"].as_str().unwrap_or("");
-                // A terminal cannot take text back: print only what extends the answer.
-                let n = t.chars().count();
-                if offset + n > printed {
-                    let skip = printed.saturating_sub(offset);
-                    let new: String = t.chars().skip(skip).collect();
-                    let _ = write!(out, "{new}");
-                    let _ = out.flush();
-                    printed = offset + n;
-                }
-            }
-            "done" => {
-                let text = v["text"].as_str().unwrap_or("");
-                let rest: String = text.chars().skip(printed).collect();
-                let _ = writeln!(out, "{rest}");
-                return Ok(v);
-            }
-            "failed" => {
-                return Err(ClientError::Server {
-                    code: v["error"]["code"].as_str().unwrap_or("internal").into(),
-                    message: v["error"]["message"].as_str().unwrap_or("").into(),
-                });
-            }
-            "cancelled" => return Err(ClientError::Cancelled),
-            "error"
-                if v["client_id"] == "cli" || v["request_id"].as_str() == request_id.as_deref() =>
-            {
-                return Err(ClientError::Server {
-                    code: v["code"].as_str().unwrap_or("internal").into(),
-                    message: v["message"].as_str().unwrap_or("").into(),
-                });
-            }
-            _ => {}
+        if let Some(end) = printer.frame(&v, out) {
+            return end;
         }
     }
 }

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod decide;
+mod facts;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

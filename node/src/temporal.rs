@@ -148,31 +148,7 @@ pub async fn connect(
     };
     let url = Url::parse(&format!("{scheme}://{address}"))
         .map_err(|_| TemporalError::BadAddress(address.clone()))?;
-    let tls = match &t.tls {
-        // An API key (Temporal Cloud) needs TLS too: server verified with the system's roots.
-        None if t.api_key.is_some() => Some(TlsOptions::builder().build()),
-        None => None,
-        Some(tls) => {
-            let read = |p: &Path| {
-                std::fs::read(p).map_err(|source| TemporalError::TlsFile {
-                    path: p.display().to_string(),
-                    source,
-                })
-            };
-            let ca = tls.ca_cert.as_deref().map(read).transpose()?;
-            let client = ClientTlsOptions::builder()
-                .client_cert(read(&tls.client_cert)?)
-                .client_private_key(read(&tls.client_key)?)
-                .build();
-            Some(
-                TlsOptions::builder()
-                    .maybe_server_root_ca_cert(ca)
-                    .maybe_domain(tls.domain.clone())
-                    .client_tls_options(client)
-                    .build(),
-            )
-        }
-    };
+    let tls = tls_options(t)?;
     let opts = ConnectionOptions::new(url)
         .identity(identity.to_string())
         .maybe_tls_options(tls)
@@ -215,6 +191,36 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// TLS for the connection: mutual TLS from the configured files, server-only TLS for an API key
+/// (Temporal Cloud), or none.
+fn tls_options(t: &crate::config::TemporalConfig) -> Result<Option<TlsOptions>, TemporalError> {
+    Ok(match &t.tls {
+        // An API key (Temporal Cloud) needs TLS too: server verified with the system's roots.
+        None if t.api_key.is_some() => Some(TlsOptions::builder().build()),
+        None => None,
+        Some(tls) => {
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| TemporalError::TlsFile {
+                    path: p.display().to_string(),
+                    source,
+                })
+            };
+            let ca = tls.ca_cert.as_deref().map(read).transpose()?;
+            let client = ClientTlsOptions::builder()
+                .client_cert(read(&tls.client_cert)?)
+                .client_private_key(read(&tls.client_key)?)
+                .build();
+            Some(
+                TlsOptions::builder()
+                    .maybe_server_root_ca_cert(ca)
+                    .maybe_domain(tls.domain.clone())
+                    .client_tls_options(client)
+                    .build(),
+            )
+        }
+    })
 }
 
 /// Starts the embedded server when the configuration asks for one.

@@ -128,6 +128,91 @@ impl Membership {
     }
 }
 
+impl Membership {
+    /// Dials every seed not connected yet (each at most once per `DIAL_PATIENCE`).
+    async fn dial_seeds(state: &mut MembershipState) {
+        if state.leaving {
+            return;
+        }
+        let own = state.args.listen.to_string();
+        let connected: Vec<String> = state
+            .peers
+            .values()
+            .filter(|p| p.state != PeerState::Down)
+            .map(|p| p.addr.clone())
+            .collect();
+        for seed in state.args.seeds.clone() {
+            if seed == own || connected.contains(&seed) {
+                continue;
+            }
+            if state
+                .dialing
+                .get(&seed)
+                .is_some_and(|t| t.elapsed() < DIAL_PATIENCE)
+            {
+                continue;
+            }
+            state.dialing.insert(seed.clone(), Instant::now());
+            if let Err(e) = ractor_cluster::client_connect(&state.server, seed.as_str()).await {
+                tracing::debug!(seed = %seed, error = %e, "seed not reachable yet");
+            }
+        }
+    }
+
+    /// A mesh session opened, authenticated, became ready or went away.
+    fn session_event(
+        state: &mut MembershipState,
+        ev: SessionEvent,
+        ses: NodeServerSessionInformation,
+    ) {
+        let key = ses.node_id;
+        match ev {
+            SessionEvent::Opened => {
+                let session = Session {
+                    addr: ses.peer_addr.clone(),
+                    is_server: ses.is_server,
+                    authenticated: false,
+                };
+                state.sessions.insert(key, session);
+            }
+            SessionEvent::Authenticated => {
+                if let Some(s) = state.sessions.get_mut(&key) {
+                    s.authenticated = true;
+                }
+                if let Some((node, addr)) = peer_identity(&ses) {
+                    state.dialing.remove(&addr);
+                    Self::set_peer(state, node, addr, PeerState::Joining);
+                }
+            }
+            SessionEvent::Ready => {
+                if let Some((node, addr)) = peer_identity(&ses) {
+                    tracing::info!(peer = %node, addr = %addr, "node joined the cluster");
+                    Self::set_peer(state, node, addr, PeerState::Up);
+                }
+            }
+            SessionEvent::Disconnected => {
+                let session = state.sessions.remove(&key);
+                match (session, peer_identity(&ses)) {
+                    (Some(s), _) if !s.authenticated => {
+                        if s.is_server {
+                            tracing::warn!(from = %s.addr, "refused a node: it did not authenticate (different cluster cookie?)");
+                        } else {
+                            tracing::error!(peer = %s.addr, "the node refused us: authentication failed (is ORRERY_CLUSTER_COOKIE the same on every node?)");
+                        }
+                    }
+                    (_, Some((node, addr))) => {
+                        if !state.leaving {
+                            tracing::warn!(peer = %node, addr = %addr, "node left the cluster");
+                        }
+                        Self::set_peer(state, node, addr, PeerState::Down);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 impl Actor for Membership {
     type Msg = MembershipMsg;
     type State = MembershipState;
@@ -171,85 +256,8 @@ impl Actor for Membership {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            MembershipMsg::Tick => {
-                if state.leaving {
-                    return Ok(());
-                }
-                let own = state.args.listen.to_string();
-                let connected: Vec<String> = state
-                    .peers
-                    .values()
-                    .filter(|p| p.state != PeerState::Down)
-                    .map(|p| p.addr.clone())
-                    .collect();
-                for seed in state.args.seeds.clone() {
-                    if seed == own || connected.contains(&seed) {
-                        continue;
-                    }
-                    if state
-                        .dialing
-                        .get(&seed)
-                        .is_some_and(|t| t.elapsed() < DIAL_PATIENCE)
-                    {
-                        continue;
-                    }
-                    state.dialing.insert(seed.clone(), Instant::now());
-                    if let Err(e) =
-                        ractor_cluster::client_connect(&state.server, seed.as_str()).await
-                    {
-                        tracing::debug!(seed = %seed, error = %e, "seed not reachable yet");
-                    }
-                }
-            }
-            MembershipMsg::Event(ev, ses) => {
-                let key = ses.node_id;
-                match ev {
-                    SessionEvent::Opened => {
-                        state.sessions.insert(
-                            key,
-                            Session {
-                                addr: ses.peer_addr.clone(),
-                                is_server: ses.is_server,
-                                authenticated: false,
-                            },
-                        );
-                    }
-                    SessionEvent::Authenticated => {
-                        if let Some(s) = state.sessions.get_mut(&key) {
-                            s.authenticated = true;
-                        }
-                        if let Some((node, addr)) = peer_identity(&ses) {
-                            state.dialing.remove(&addr);
-                            Self::set_peer(state, node, addr, PeerState::Joining);
-                        }
-                    }
-                    SessionEvent::Ready => {
-                        if let Some((node, addr)) = peer_identity(&ses) {
-                            tracing::info!(peer = %node, addr = %addr, "node joined the cluster");
-                            Self::set_peer(state, node, addr, PeerState::Up);
-                        }
-                    }
-                    SessionEvent::Disconnected => {
-                        let session = state.sessions.remove(&key);
-                        match (session, peer_identity(&ses)) {
-                            (Some(s), _) if !s.authenticated => {
-                                if s.is_server {
-                                    tracing::warn!(from = %s.addr, "refused a node: it did not authenticate (different cluster cookie?)");
-                                } else {
-                                    tracing::error!(peer = %s.addr, "the node refused us: authentication failed (is ORRERY_CLUSTER_COOKIE the same on every node?)");
-                                }
-                            }
-                            (_, Some((node, addr))) => {
-                                if !state.leaving {
-                                    tracing::warn!(peer = %node, addr = %addr, "node left the cluster");
-                                }
-                                Self::set_peer(state, node, addr, PeerState::Down);
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
+            MembershipMsg::Tick => Self::dial_seeds(state).await,
+            MembershipMsg::Event(ev, ses) => Self::session_event(state, ev, ses),
             MembershipMsg::Peers(reply) => {
                 let _ = reply.send(state.peers.values().cloned().collect());
             }

@@ -254,9 +254,15 @@ pub async fn status(asks: &AskService, id: &RequestId, d: &Described) -> AskStat
             s.attempt = Some(o.attempts);
         }
     }
-    if status != WorkflowExecutionStatus::Running {
-        return s;
+    if status == WorkflowExecutionStatus::Running {
+        running_picture(asks, id, d, &mut s).await;
     }
+    s
+}
+
+/// Where a running ask stands: its stage (from the workflow's query), its pending generate
+/// activity (queued, or the text heartbeated so far) and its place among running asks.
+async fn running_picture(asks: &AskService, id: &RequestId, d: &Described, s: &mut AskStatus) {
     let handle = asks
         .client
         .get_workflow_handle::<AskWorkflow>(id.to_string());
@@ -304,7 +310,6 @@ pub async fn status(asks: &AskService, id: &RequestId, d: &Described) -> AskStat
             .ok()
             .map(|c| c.count() as u64);
     }
-    s
 }
 
 /// The newest asks of `user`, newest first.

@@ -1,5 +1,7 @@
 //! `orrery admin`: the admin API from the command line (needs ORRERY_ADMIN_TOKEN).
 
+use reqwest::Method;
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -30,61 +32,19 @@ pub enum AdminAction {
     Resume,
 }
 
-pub async fn run(AdminArgs { url, action }: AdminArgs) -> anyhow::Result<ExitCode> {
-    let token = std::env::var("ORRERY_ADMIN_TOKEN")
-        .map_err(|_| anyhow::anyhow!("set ORRERY_ADMIN_TOKEN to the cluster's admin token"))?;
-    use orrery::client::admin_call;
-    use reqwest::Method;
-    let v = match action {
-        AdminAction::Drain { node } => {
-            admin_call(
-                &url,
-                Method::POST,
-                &format!("/admin/nodes/{node}/drain"),
-                &token,
-                None,
-            )
-            .await?
-        }
+/// The admin API call an action makes: method, path and body.
+fn request(action: &AdminAction) -> anyhow::Result<(Method, String, Option<Value>)> {
+    Ok(match action {
+        AdminAction::Drain { node } => (Method::POST, format!("/admin/nodes/{node}/drain"), None),
         AdminAction::Undrain { node } => {
-            admin_call(
-                &url,
-                Method::POST,
-                &format!("/admin/nodes/{node}/undrain"),
-                &token,
-                None,
-            )
-            .await?
+            (Method::POST, format!("/admin/nodes/{node}/undrain"), None)
         }
-        AdminAction::Cluster => {
-            admin_call(&url, Method::GET, "/admin/cluster", &token, None).await?
-        }
-        AdminAction::Decisions => {
-            let v = admin_call(&url, Method::GET, "/admin/decisions", &token, None).await?;
-            for d in v["decisions"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<14} {:<28} {}",
-                    d["at_ms"],
-                    d["model"].as_str().unwrap_or("-"),
-                    d["directive"]
-                        .as_object()
-                        .map(|o| {
-                            format!(
-                                "{} {}",
-                                o["action"].as_str().unwrap_or(""),
-                                o.get("node").and_then(|n| n.as_str()).unwrap_or("")
-                            )
-                        })
-                        .unwrap_or_else(|| "note".into()),
-                    d["reason"].as_str().unwrap_or("")
-                );
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
+        AdminAction::Cluster => (Method::GET, "/admin/cluster".into(), None),
+        AdminAction::Decisions => (Method::GET, "/admin/decisions".into(), None),
         AdminAction::Policy { json } => {
-            let body: serde_json::Value = serde_json::from_str(&json)
+            let body: Value = serde_json::from_str(json)
                 .map_err(|e| anyhow::anyhow!("the policy is not JSON: {e}"))?;
-            admin_call(&url, Method::PUT, "/admin/policy", &token, Some(body)).await?
+            (Method::PUT, "/admin/policy".into(), Some(body))
         }
         AdminAction::Replicas { model, count } => {
             let n: Option<u32> = match count.as_str() {
@@ -94,30 +54,50 @@ pub async fn run(AdminArgs { url, action }: AdminArgs) -> anyhow::Result<ExitCod
                         .map_err(|_| anyhow::anyhow!("count is a number or `none`"))?,
                 ),
             };
-            let body = serde_json::json!({ "replicas": n });
-            admin_call(
-                &url,
+            let path = format!("/admin/models/{model}/replicas");
+            (
                 Method::POST,
-                &format!("/admin/models/{model}/replicas"),
-                &token,
-                Some(body),
+                path,
+                Some(serde_json::json!({ "replicas": n })),
             )
-            .await?
         }
-        AdminAction::Pause => {
-            admin_call(&url, Method::POST, "/admin/autoscaling/pause", &token, None).await?
-        }
-        AdminAction::Resume => {
-            admin_call(
-                &url,
-                Method::POST,
-                "/admin/autoscaling/resume",
-                &token,
-                None,
-            )
-            .await?
-        }
-    };
-    println!("{}", serde_json::to_string_pretty(&v)?);
+        AdminAction::Pause => (Method::POST, "/admin/autoscaling/pause".into(), None),
+        AdminAction::Resume => (Method::POST, "/admin/autoscaling/resume".into(), None),
+    })
+}
+
+/// The decision log, one line a decision.
+fn print_decisions(v: &Value) {
+    for d in v["decisions"].as_array().into_iter().flatten() {
+        let directive = d["directive"]
+            .as_object()
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o["action"].as_str().unwrap_or(""),
+                    o.get("node").and_then(|n| n.as_str()).unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "note".into());
+        println!(
+            "{}  {:<14} {:<28} {}",
+            d["at_ms"],
+            d["model"].as_str().unwrap_or("-"),
+            directive,
+            d["reason"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub async fn run(AdminArgs { url, action }: AdminArgs) -> anyhow::Result<ExitCode> {
+    let token = std::env::var("ORRERY_ADMIN_TOKEN")
+        .map_err(|_| anyhow::anyhow!("set ORRERY_ADMIN_TOKEN to the cluster's admin token"))?;
+    let (method, path, body) = request(&action)?;
+    let v = orrery::client::admin_call(&url, method, &path, &token, body).await?;
+    if matches!(action, AdminAction::Decisions) {
+        print_decisions(&v);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
     Ok(ExitCode::SUCCESS)
 }

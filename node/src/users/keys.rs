@@ -87,98 +87,17 @@ impl KeyStore {
     /// Builds the store from the keys file's text and the `ORRERY_API_KEYS` value.
     pub fn parse(file_text: Option<&str>, env_keys: Option<&str>) -> Result<KeyStore, KeysError> {
         let mut errors = Vec::new();
-        let mut store = KeyStore::default();
-        let mut add = |hash: [u8; 32], entry: KeyEntry, what: String, errors: &mut Vec<String>| {
-            if store.by_hash.insert(hash, entry).is_some() {
-                errors.push(format!("{what}: the same key appears twice"));
-            }
-        };
+        let mut entries = Vec::new();
         if let Some(text) = file_text {
-            match toml::from_str::<RawFile>(text) {
-                Err(e) => errors.push(format!("keys file: {}", e.message())),
-                Ok(raw) => {
-                    for (i, k) in raw.keys.into_iter().enumerate() {
-                        let what = format!("keys file, key {} (user `{}`)", i + 1, k.user);
-                        let user = UserId::parse(&k.user);
-                        if user.is_none() {
-                            errors.push(format!(
-                                "{what}: user names are 1-64 letters, digits, '-', '_', '.' or '@'"
-                            ));
-                        }
-                        let tier = match k.tier.as_deref().map(str::parse::<Tier>) {
-                            None => Some(Tier::Free),
-                            Some(Ok(t)) => Some(t),
-                            Some(Err(e)) => {
-                                errors.push(format!("{what}: {e}"));
-                                None
-                            }
-                        };
-                        let hash = from_hex(&k.sha256);
-                        if hash.is_none() {
-                            errors.push(format!(
-                                "{what}: sha256 must be 64 hex digits (`orrery keygen` prints one)"
-                            ));
-                        }
-                        if k.max_concurrent == Some(0) || k.requests_per_minute == Some(0) {
-                            errors.push(format!("{what}: limits must be positive"));
-                        }
-                        if let (Some(user), Some(tier), Some(hash)) = (user, tier, hash) {
-                            let entry = KeyEntry {
-                                user,
-                                tier,
-                                max_concurrent: k.max_concurrent,
-                                requests_per_minute: k.requests_per_minute,
-                            };
-                            add(hash, entry, what, &mut errors);
-                        }
-                    }
-                }
-            }
+            file_entries(text, &mut entries, &mut errors);
         }
         if let Some(env) = env_keys {
-            let entries = env
-                .split([',', '\n'])
-                .map(str::trim)
-                .filter(|e| !e.is_empty());
-            for (i, e) in entries.enumerate() {
-                let what = format!("ORRERY_API_KEYS entry {}", i + 1);
-                let mut parts = e.split(':');
-                let (key, user, tier) = (parts.next(), parts.next(), parts.next());
-                if parts.next().is_some() {
-                    errors.push(format!("{what}: use KEY:USER[:TIER]"));
-                    continue;
-                }
-                let (Some(key), Some(user)) = (key, user) else {
-                    errors.push(format!("{what}: use KEY:USER[:TIER]"));
-                    continue;
-                };
-                if key.len() < MIN_KEY_LEN {
-                    errors.push(format!(
-                        "{what}: keys must have at least {MIN_KEY_LEN} characters"
-                    ));
-                    continue;
-                }
-                let Some(user) = UserId::parse(user) else {
-                    errors.push(format!(
-                        "{what}: user names are 1-64 letters, digits, '-', '_', '.' or '@'"
-                    ));
-                    continue;
-                };
-                let tier = match tier.map(str::parse::<Tier>) {
-                    None => Tier::Free,
-                    Some(Ok(t)) => t,
-                    Some(Err(err)) => {
-                        errors.push(format!("{what}: {err}"));
-                        continue;
-                    }
-                };
-                let entry = KeyEntry {
-                    user,
-                    tier,
-                    max_concurrent: None,
-                    requests_per_minute: None,
-                };
-                add(hash_key(key), entry, what, &mut errors);
+            env_entries(env, &mut entries, &mut errors);
+        }
+        let mut store = KeyStore::default();
+        for (hash, entry, what) in entries {
+            if store.by_hash.insert(hash, entry).is_some() {
+                errors.push(format!("{what}: the same key appears twice"));
             }
         }
         if errors.is_empty() {
@@ -215,6 +134,90 @@ pub fn generate(user: &UserId, tier: Tier) -> (String, String) {
         to_hex(&hash_key(&key))
     );
     (key, entry)
+}
+
+/// A key's hash, what it grants, and how errors name it.
+type Parsed = ([u8; 32], KeyEntry, String);
+
+const BAD_USER: &str = "user names are 1-64 letters, digits, '-', '_', '.' or '@'";
+
+/// The `[[keys]]` of a keys file (hashes only).
+fn file_entries(text: &str, out: &mut Vec<Parsed>, errors: &mut Vec<String>) {
+    let raw = match toml::from_str::<RawFile>(text) {
+        Ok(raw) => raw,
+        Err(e) => return errors.push(format!("keys file: {}", e.message())),
+    };
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let what = format!("keys file, key {} (user `{}`)", i + 1, k.user);
+        let user = UserId::parse(&k.user);
+        if user.is_none() {
+            errors.push(format!("{what}: {BAD_USER}"));
+        }
+        let tier = match k.tier.as_deref().map(str::parse::<Tier>) {
+            None => Some(Tier::Free),
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                errors.push(format!("{what}: {e}"));
+                None
+            }
+        };
+        let hash = from_hex(&k.sha256);
+        if hash.is_none() {
+            errors.push(format!(
+                "{what}: sha256 must be 64 hex digits (`orrery keygen` prints one)"
+            ));
+        }
+        if k.max_concurrent == Some(0) || k.requests_per_minute == Some(0) {
+            errors.push(format!("{what}: limits must be positive"));
+        }
+        if let (Some(user), Some(tier), Some(hash)) = (user, tier, hash) {
+            let entry = KeyEntry {
+                user,
+                tier,
+                max_concurrent: k.max_concurrent,
+                requests_per_minute: k.requests_per_minute,
+            };
+            out.push((hash, entry, what));
+        }
+    }
+}
+
+/// `KEY:USER[:TIER]` entries of `ORRERY_API_KEYS`, comma- or newline-separated.
+fn env_entries(env: &str, out: &mut Vec<Parsed>, errors: &mut Vec<String>) {
+    let entries = env
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    for (i, e) in entries.enumerate() {
+        let what = format!("ORRERY_API_KEYS entry {}", i + 1);
+        match env_entry(e) {
+            Ok((key, entry)) => out.push((hash_key(key), entry, what)),
+            Err(why) => errors.push(format!("{what}: {why}")),
+        }
+    }
+}
+
+fn env_entry(e: &str) -> Result<(&str, KeyEntry), String> {
+    let mut parts = e.split(':');
+    let (key, user, tier) = (parts.next(), parts.next(), parts.next());
+    let (Some(key), Some(user), None) = (key, user, parts.next()) else {
+        return Err("use KEY:USER[:TIER]".into());
+    };
+    if key.len() < MIN_KEY_LEN {
+        return Err(format!("keys must have at least {MIN_KEY_LEN} characters"));
+    }
+    let user = UserId::parse(user).ok_or(BAD_USER)?;
+    let tier = match tier.map(str::parse::<Tier>) {
+        None => Tier::Free,
+        Some(t) => t?,
+    };
+    let entry = KeyEntry {
+        user,
+        tier,
+        max_concurrent: None,
+        requests_per_minute: None,
+    };
+    Ok((key, entry))
 }
 
 #[cfg(test)]

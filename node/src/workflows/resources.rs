@@ -101,6 +101,57 @@ impl ResourceManagementWorkflow {
     }
 }
 
+/// One tick of the loop on a collected view: decide, carry out each directive on its node, and
+/// log every decision (and every directive that failed).
+async fn tick(
+    ctx: &mut WorkflowContext<ResourceManagementWorkflow>,
+    mut view: ClusterView,
+    now: u64,
+) {
+    view.now_ms = now;
+    let (decisions, next) =
+        ctx.state(|w| decide(&view, &w.s.policy, &w.s.overrides, &w.s.policy_state));
+    ctx.state_mut(|w| {
+        w.s.policy_state = next;
+        w.s.last_view = Some(view);
+    });
+    for d in decisions {
+        let outcome = match &d.directive {
+            Some(Directive::Load { model, node }) => ctx
+                .execute_activity(
+                    NodeScalingActivities::load_model,
+                    model.clone(),
+                    node_activity(node),
+                )
+                .await
+                .err()
+                .map(|e| format!("load of {model} on {node} failed: {e}")),
+            Some(Directive::Unload { model, node }) => ctx
+                .execute_activity(
+                    NodeScalingActivities::unload_model,
+                    model.clone(),
+                    node_activity(node),
+                )
+                .await
+                .err()
+                .map(|e| format!("unload of {model} on {node} failed: {e}")),
+            _ => None,
+        };
+        let model = d.model.clone();
+        ctx.state_mut(|w| w.note(d));
+        if let Some(reason) = outcome {
+            ctx.state_mut(|w| {
+                w.note(Decision {
+                    at_ms: now,
+                    model,
+                    directive: None,
+                    reason,
+                })
+            });
+        }
+    }
+}
+
 #[workflow_methods]
 impl ResourceManagementWorkflow {
     #[run]
@@ -123,50 +174,7 @@ impl ResourceManagementWorkflow {
                 .await;
             let now = at_ms(ctx);
             match collected {
-                Ok(mut view) => {
-                    view.now_ms = now;
-                    let (decisions, next) = ctx
-                        .state(|w| decide(&view, &w.s.policy, &w.s.overrides, &w.s.policy_state));
-                    ctx.state_mut(|w| {
-                        w.s.policy_state = next;
-                        w.s.last_view = Some(view);
-                    });
-                    for d in decisions {
-                        let outcome = match &d.directive {
-                            Some(Directive::Load { model, node }) => ctx
-                                .execute_activity(
-                                    NodeScalingActivities::load_model,
-                                    model.clone(),
-                                    node_activity(node),
-                                )
-                                .await
-                                .err()
-                                .map(|e| format!("load of {model} on {node} failed: {e}")),
-                            Some(Directive::Unload { model, node }) => ctx
-                                .execute_activity(
-                                    NodeScalingActivities::unload_model,
-                                    model.clone(),
-                                    node_activity(node),
-                                )
-                                .await
-                                .err()
-                                .map(|e| format!("unload of {model} on {node} failed: {e}")),
-                            _ => None,
-                        };
-                        let model = d.model.clone();
-                        ctx.state_mut(|w| w.note(d));
-                        if let Some(reason) = outcome {
-                            ctx.state_mut(|w| {
-                                w.note(Decision {
-                                    at_ms: now,
-                                    model,
-                                    directive: None,
-                                    reason,
-                                })
-                            });
-                        }
-                    }
-                }
+                Ok(view) => tick(ctx, view, now).await,
                 Err(e) => ctx.state_mut(|w| {
                     w.note(Decision {
                         at_ms: now,

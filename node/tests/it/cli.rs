@@ -76,6 +76,10 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
         String::from_utf8_lossy(&ask.stderr)
     );
     assert!(answer.contains("Paris"), "answer: {answer}");
+    // The answer is whole lines on stdout, so the footer (stderr) starts on a line of its own.
+    assert!(answer.ends_with('\n'), "answer: {answer:?}");
+    let footer = String::from_utf8_lossy(&ask.stderr);
+    assert!(footer.starts_with("— "), "footer: {footer:?}");
 
     // SIGTERM stops the node and the embedded Temporal server: nothing is left listening.
     // SAFETY: kill(2) on our own child.
