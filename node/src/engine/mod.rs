@@ -8,6 +8,7 @@
 //! `Failed`). Errors are [`EngineError`]s; [`EngineError::is_bad_request`] is the one list of
 //! those that no other node could do better on.
 
+mod jobs;
 mod local;
 mod remote;
 mod scheduler;

@@ -4,17 +4,15 @@
 //! chunks beside the others' next tokens). A panic in the model fails that answer only.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::FinishReason;
+use super::jobs::{self, Job, JobQueue, JobSender, Refused, Waiting};
 use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
@@ -33,23 +31,10 @@ pub struct SchedulerConfig {
     pub context_len: usize,
 }
 
-struct Job {
-    req: GenerateRequest,
-    tx: UnboundedSender<GenEvent>,
-    received: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    active: AtomicUsize,
-    queued: AtomicUsize,
-}
-
 /// The engine's side of the inference thread. Dropping it closes the job channel; the thread then
 /// fails what it still holds with [`EngineError::Shutdown`] and exits after its current step.
 pub struct SchedulerHandle {
-    jobs: Sender<Job>,
-    counters: Arc<Counters>,
+    jobs: JobSender,
     // Not joined on drop: joining could block an async caller for a whole forward pass, and the
     // thread ends on its own once the channel closes.
     _thread: JoinHandle<()>,
@@ -65,8 +50,7 @@ impl SchedulerHandle {
         config: SchedulerConfig,
         stats: GenMetrics,
     ) -> std::io::Result<Self> {
-        let (jobs, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
+        let (jobs, queue) = jobs::channel();
         let worker = Worker {
             base,
             tokenizer,
@@ -77,46 +61,43 @@ impl SchedulerHandle {
                 ..config
             },
             stats,
-            counters: Arc::clone(&counters),
             active: Vec::new(),
-            waiting: VecDeque::new(),
+            queue,
         };
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || worker.run())?;
         Ok(SchedulerHandle {
             jobs,
-            counters,
             _thread: thread,
         })
     }
 
     /// Queues a generation. Parameter errors and a stopped thread are reported on the channel.
     pub fn submit(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
-        let (tx, rx) = unbounded_channel();
-        if let Err(e) = req.params.validate() {
-            let _ = tx.send(GenEvent::Failed(e.into()));
-            return rx;
-        }
-        self.counters.queued.fetch_add(1, Ordering::SeqCst);
-        let job = Job {
-            req,
-            tx,
-            received: Instant::now(),
-        };
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
-        }
-        rx
+        self.jobs.submit(req)
     }
 
     pub fn active(&self) -> usize {
-        self.counters.active.load(Ordering::SeqCst)
+        self.jobs.active()
     }
 
     pub fn queued(&self) -> usize {
-        self.counters.queued.load(Ordering::SeqCst)
+        self.jobs.queued()
+    }
+}
+
+impl Waiting for Admitted {
+    fn is_cancelled(&self) -> bool {
+        Admitted::is_cancelled(self)
+    }
+
+    fn cancel_unstarted(self) {
+        Admitted::cancel_unstarted(self)
+    }
+
+    fn fail(self, e: EngineError) {
+        let _ = self.tx.send(GenEvent::Failed(e));
     }
 }
 
@@ -126,103 +107,33 @@ struct Worker<M: StepModel> {
     template: Arc<ChatTemplate>,
     config: SchedulerConfig,
     stats: GenMetrics,
-    counters: Arc<Counters>,
     active: Vec<Sequence<M::State>>,
-    waiting: VecDeque<Admitted>,
+    queue: JobQueue<Admitted>,
 }
 
 impl<M: StepModel> Worker<M> {
-    fn run(mut self, rx: Receiver<Job>) {
+    fn run(mut self) {
         loop {
-            if self.active.is_empty() && self.waiting.is_empty() {
-                match rx.recv() {
-                    Ok(job) => self.accept(job),
-                    Err(_) => return self.shut_down(),
-                }
+            let running = self.active.len();
+            let (tokenizer, template) = (&self.tokenizer, &self.template);
+            let context_len = self.config.context_len;
+            let open = self.queue.receive(running, Duration::ZERO, |job| {
+                accept(tokenizer, template, context_len, job)
+            });
+            if !open {
+                return self.shut_down();
             }
-            loop {
-                match rx.try_recv() {
-                    Ok(job) => self.accept(job),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return self.shut_down(),
-                }
-            }
-            self.drop_cancelled_waiting();
+            self.queue.drop_cancelled();
             self.admit();
             self.step_all();
         }
     }
 
-    /// Renders and tokenizes the prompt, then queues the request.
-    fn accept(&mut self, job: Job) {
-        let prepared = catch_unwind(AssertUnwindSafe(|| self.prompt_tokens(&job.req)));
-        let result =
-            prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
-        // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
-        let resumed = if job.req.resume_text.is_empty() {
-            0
-        } else {
-            self.tokenizer
-                .encode(&job.req.resume_text)
-                .map(|t| t.len() as u32)
-                .unwrap_or(0)
-        };
-        let mut params = job.req.params;
-        params.max_tokens = params.max_tokens.saturating_sub(resumed);
-        match result {
-            Ok(prompt) => self.waiting.push_back(Admitted {
-                prompt,
-                params,
-                cancel: job.req.cancel,
-                tx: job.tx,
-                received: job.received,
-            }),
-            Err(e) => {
-                self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-                let _ = job.tx.send(GenEvent::Failed(e));
-            }
-        }
-    }
-
-    fn prompt_tokens(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
-        let segments = self
-            .template
-            .prompt_segments(&req.messages, &req.resume_text)?;
-        let prompt = self.tokenizer.encode_prompt(&segments)?;
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidParams("the prompt is empty".into()));
-        }
-        // At least one position must remain for the first answer token.
-        if prompt.len() >= self.config.context_len {
-            return Err(EngineError::PromptTooLong {
-                prompt_tokens: prompt.len() as u32,
-                context_len: self.config.context_len as u32,
-            });
-        }
-        Ok(prompt)
-    }
-
-    fn drop_cancelled_waiting(&mut self) {
-        if !self.waiting.iter().any(Admitted::is_cancelled) {
-            return;
-        }
-        let (cancelled, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(Admitted::is_cancelled);
-        self.waiting = kept;
-        for req in cancelled {
-            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-            req.cancel_unstarted();
-        }
-    }
-
     fn admit(&mut self) {
-        while self.active.len() < self.config.max_sequences {
-            let Some(req) = self.waiting.pop_front() else {
-                break;
-            };
-            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-            self.counters.active.fetch_add(1, Ordering::SeqCst);
+        while let Some(req) = self
+            .queue
+            .start_next(self.active.len(), self.config.max_sequences)
+        {
             tracing::debug!(prompt_tokens = req.prompt.len(), "sequence started");
             self.active.push(Sequence::new(self.base.new_state(), req));
         }
@@ -291,7 +202,7 @@ impl<M: StepModel> Worker<M> {
     }
 
     fn remove(&mut self, i: usize) -> Sequence<M::State> {
-        self.counters.active.fetch_sub(1, Ordering::SeqCst);
+        self.queue.finished();
         self.active.remove(i)
     }
 
@@ -299,13 +210,64 @@ impl<M: StepModel> Worker<M> {
         for seq in self.active.drain(..) {
             seq.fail(EngineError::Shutdown);
         }
-        for req in self.waiting.drain(..) {
-            let _ = req.tx.send(GenEvent::Failed(EngineError::Shutdown));
-        }
-        self.counters.active.store(0, Ordering::SeqCst);
-        self.counters.queued.store(0, Ordering::SeqCst);
+        self.queue.shut_down();
         tracing::debug!("inference thread stopped");
     }
+}
+
+/// Renders and tokenizes the prompt; refuses a request it cannot take.
+fn accept(
+    tokenizer: &GgufTokenizer,
+    template: &ChatTemplate,
+    context_len: usize,
+    job: Job,
+) -> Result<Admitted, Refused> {
+    let prepared = catch_unwind(AssertUnwindSafe(|| {
+        prompt_tokens(tokenizer, template, context_len, &job.req)
+    }));
+    let result = prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
+    // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
+    let resumed = if job.req.resume_text.is_empty() {
+        0
+    } else {
+        tokenizer
+            .encode(&job.req.resume_text)
+            .map(|t| t.len() as u32)
+            .unwrap_or(0)
+    };
+    let mut params = job.req.params;
+    params.max_tokens = params.max_tokens.saturating_sub(resumed);
+    match result {
+        Ok(prompt) => Ok(Admitted {
+            prompt,
+            params,
+            cancel: job.req.cancel,
+            tx: job.tx,
+            received: job.received,
+        }),
+        Err(e) => Err(Refused(job.tx, e)),
+    }
+}
+
+fn prompt_tokens(
+    tokenizer: &GgufTokenizer,
+    template: &ChatTemplate,
+    context_len: usize,
+    req: &GenerateRequest,
+) -> Result<Vec<u32>, EngineError> {
+    let segments = template.prompt_segments(&req.messages, &req.resume_text)?;
+    let prompt = tokenizer.encode_prompt(&segments)?;
+    if prompt.is_empty() {
+        return Err(EngineError::InvalidParams("the prompt is empty".into()));
+    }
+    // At least one position must remain for the first answer token.
+    if prompt.len() >= context_len {
+        return Err(EngineError::PromptTooLong {
+            prompt_tokens: prompt.len() as u32,
+            context_len: context_len as u32,
+        });
+    }
+    Ok(prompt)
 }
 
 /// One forward pass, with panics and a wrong number of results turned into errors.

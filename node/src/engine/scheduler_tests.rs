@@ -2,7 +2,7 @@
 //! concurrency, queueing, cancellation, panics and model errors.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::engine::sequence::Feed;

@@ -2,15 +2,12 @@
 //! answer and deterministic text ("w1 w2 w3 ..."), with the same queueing, cancellation, stop and
 //! resume behaviour as the real engine.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::jobs::{self, Job, JobQueue, JobSender, Refused, Waiting};
 use super::sampling::{Pushed, TextStream};
 use super::stats::GenMetrics;
 use super::{
@@ -68,27 +65,36 @@ pub fn synthetic_prompt_tokens(messages: &[ChatMessage], resume_text: &str) -> u
 pub struct SyntheticEngine {
     model_id: String,
     config: SyntheticConfig,
-    jobs: Sender<Job>,
-    counters: Arc<Counters>,
+    jobs: JobSender,
     // Not joined on drop; the thread ends once the job channel closes.
     _thread: JoinHandle<()>,
 }
 
-#[derive(Default)]
-struct Counters {
-    active: AtomicUsize,
-    queued: AtomicUsize,
-}
-
-struct Job {
+/// A job waiting for a slot, with its prompt's token count.
+struct Pending {
     req: GenerateRequest,
-    tx: UnboundedSender<GenEvent>,
+    tx: tokio::sync::mpsc::UnboundedSender<GenEvent>,
     received: Instant,
     prompt_tokens: u32,
 }
 
+impl Waiting for Pending {
+    fn is_cancelled(&self) -> bool {
+        self.req.cancel.is_cancelled() || self.tx.is_closed()
+    }
+
+    fn cancel_unstarted(self) {
+        let summary = summary(&self, FinishReason::Cancelled, 0, None);
+        let _ = self.tx.send(GenEvent::Done(summary));
+    }
+
+    fn fail(self, e: EngineError) {
+        let _ = self.tx.send(GenEvent::Failed(e));
+    }
+}
+
 struct Running {
-    job: Job,
+    job: Pending,
     /// Index of the next answer token.
     next: u32,
     /// New tokens this sequence may still produce (`max_tokens` less the resumed part).
@@ -107,19 +113,16 @@ impl SyntheticEngine {
             ));
         }
         let model_id = model_id.into();
-        let (jobs, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
+        let (jobs, queue) = jobs::channel();
         let stats = GenMetrics::new(&model_id);
         let thread = std::thread::Builder::new()
             .name(format!("synthetic-{model_id}"))
-            .spawn(move || run(rx, config, thread_counters, stats))
+            .spawn(move || run(queue, config, stats))
             .map_err(|e| EngineError::Load(format!("starting the synthetic thread: {e}")))?;
         Ok(SyntheticEngine {
             model_id,
             config,
             jobs,
-            counters,
             _thread: thread,
         })
     }
@@ -145,81 +148,51 @@ impl Engine for SyntheticEngine {
     }
 
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
-        let (tx, rx) = unbounded_channel();
-        let prompt_tokens = synthetic_prompt_tokens(&req.messages, &req.resume_text);
-        let fits = if prompt_tokens < self.config.context_len {
-            Ok(())
-        } else {
-            Err(EngineError::PromptTooLong {
-                prompt_tokens,
-                context_len: self.config.context_len,
-            })
-        };
-        let checked = req.params.validate().map_err(EngineError::from).and(fits);
-        if let Err(e) = checked {
-            let _ = tx.send(GenEvent::Failed(e));
-            return rx;
-        }
-        self.counters.queued.fetch_add(1, Ordering::SeqCst);
-        let job = Job {
-            req,
-            tx,
-            received: Instant::now(),
-            prompt_tokens,
-        };
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
-        }
-        rx
+        self.jobs.submit(req)
     }
 
     fn active_sequences(&self) -> usize {
-        self.counters.active.load(Ordering::SeqCst)
+        self.jobs.active()
     }
 
     fn queued(&self) -> usize {
-        self.counters.queued.load(Ordering::SeqCst)
+        self.jobs.queued()
     }
 }
 
-fn run(rx: Receiver<Job>, config: SyntheticConfig, counters: Arc<Counters>, stats: GenMetrics) {
+/// Counts the prompt; refuses one that leaves no room in the context.
+fn accept(job: Job, context_len: u32) -> Result<Pending, Refused> {
+    let prompt_tokens = synthetic_prompt_tokens(&job.req.messages, &job.req.resume_text);
+    if prompt_tokens >= context_len {
+        let e = EngineError::PromptTooLong {
+            prompt_tokens,
+            context_len,
+        };
+        return Err(Refused(job.tx, e));
+    }
+    Ok(Pending {
+        req: job.req,
+        tx: job.tx,
+        received: job.received,
+        prompt_tokens,
+    })
+}
+
+fn run(mut queue: JobQueue<Pending>, config: SyntheticConfig, stats: GenMetrics) {
     let interval = Duration::from_secs_f64(1.0 / config.tokens_per_second);
     let max_sequences = config.max_sequences.max(1);
     let mut active: Vec<Running> = Vec::new();
-    let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
-        let received = if active.is_empty() && waiting.is_empty() {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            let next_due = active.iter().map(|r| r.due).min();
-            let sleep = next_due.map_or(MAX_SLEEP, |d| d.saturating_duration_since(Instant::now()));
-            rx.recv_timeout(sleep.min(MAX_SLEEP))
-        };
-        match received {
-            Ok(job) => waiting.push_back(job),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        let next_due = active.iter().map(|r| r.due).min();
+        let sleep = next_due.map_or(MAX_SLEEP, |d| d.saturating_duration_since(Instant::now()));
+        let context_len = config.context_len;
+        if !queue.receive(active.len(), sleep.min(MAX_SLEEP), |job| {
+            accept(job, context_len)
+        }) {
+            break;
         }
-        while let Ok(job) = rx.try_recv() {
-            waiting.push_back(job);
-        }
-
-        waiting.retain(|job| {
-            let cancelled = job.req.cancel.is_cancelled() || job.tx.is_closed();
-            if cancelled {
-                counters.queued.fetch_sub(1, Ordering::SeqCst);
-                let summary = summary(job, FinishReason::Cancelled, 0, None);
-                let _ = job.tx.send(GenEvent::Done(summary));
-            }
-            !cancelled
-        });
-        while active.len() < max_sequences {
-            let Some(job) = waiting.pop_front() else {
-                break;
-            };
-            counters.queued.fetch_sub(1, Ordering::SeqCst);
-            counters.active.fetch_add(1, Ordering::SeqCst);
+        queue.drop_cancelled();
+        while let Some(job) = queue.start_next(active.len(), max_sequences) {
             stats.prompt_processed(job.prompt_tokens as usize);
             let resumed = job.req.resume_text.split_whitespace().count() as u32;
             active.push(Running {
@@ -240,7 +213,7 @@ fn run(rx: Receiver<Job>, config: SyntheticConfig, counters: Arc<Counters>, stat
             match advance(&mut active[i], now, interval, &config, &stats) {
                 None => i += 1,
                 Some(reason) => {
-                    counters.active.fetch_sub(1, Ordering::SeqCst);
+                    queue.finished();
                     let mut done = active.remove(i);
                     let tail = done.stream.finish();
                     if !tail.is_empty() {
@@ -254,11 +227,10 @@ fn run(rx: Receiver<Job>, config: SyntheticConfig, counters: Arc<Counters>, stat
             }
         }
     }
-    for job in waiting.into_iter().chain(active.into_iter().map(|r| r.job)) {
-        let _ = job.tx.send(GenEvent::Failed(EngineError::Shutdown));
+    for r in active {
+        r.job.fail(EngineError::Shutdown);
     }
-    counters.active.store(0, Ordering::SeqCst);
-    counters.queued.store(0, Ordering::SeqCst);
+    queue.shut_down();
 }
 
 /// Emits the token that is due, if any; returns why the answer ended, if it did.
@@ -314,7 +286,7 @@ fn advance(
 }
 
 fn summary(
-    job: &Job,
+    job: &Pending,
     reason: FinishReason,
     generated: u32,
     first_token: Option<Instant>,
