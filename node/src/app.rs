@@ -164,11 +164,12 @@ async fn run_node(
         stop_accepting: stop_accepting.clone(),
         tasks: state.tasks.clone(),
         cluster_watch,
-        server: tokio::spawn(async move {
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
-                .await
-        }),
+        server: tokio::spawn(crate::http::server::serve(
+            listener,
+            router(state),
+            config.http_server.clone(),
+            stop_accepting,
+        )),
     };
 
     wait_until_loaded(&running.handle).await?;

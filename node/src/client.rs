@@ -192,12 +192,15 @@ fn http_base(url: &str) -> String {
 }
 
 /// The cluster view of the node at `url`.
-pub async fn cluster(url: &str) -> anyhow::Result<Vec<crate::protocol::NodeRow>> {
-    let v: Value = reqwest::get(format!("{}/api/cluster", http_base(url)))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+pub async fn cluster(
+    url: &str,
+    api_key: Option<&str>,
+) -> anyhow::Result<Vec<crate::protocol::NodeRow>> {
+    let mut req = reqwest::Client::new().get(format!("{}/api/cluster", http_base(url)));
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    let v: Value = req.send().await?.error_for_status()?.json().await?;
     Ok(serde_json::from_value(v["nodes"].clone())?)
 }
 

@@ -55,6 +55,13 @@ impl AskService {
         if self.config.model(&model).is_none() {
             return Err(AskError::UnknownModel(model));
         }
+        let max_messages = self.config.limits.max_messages;
+        if req.messages.len() > max_messages {
+            return Err(AskError::InvalidParams(format!(
+                "{} messages; an ask may carry at most {max_messages}",
+                req.messages.len()
+            )));
+        }
         if req.messages.is_empty() || req.messages.iter().all(|m| m.content.trim().is_empty()) {
             return Err(AskError::EmptyPrompt);
         }

@@ -9,10 +9,13 @@ pub struct StatusArgs {
     /// Print the JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// API key, when the node needs one.
+    #[arg(long, env = "ORRERY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
-pub async fn run(StatusArgs { url, json }: StatusArgs) -> anyhow::Result<ExitCode> {
-    let view = orrery::client::cluster(&url).await?;
+pub async fn run(StatusArgs { url, json, api_key }: StatusArgs) -> anyhow::Result<ExitCode> {
+    let view = orrery::client::cluster(&url, api_key.as_deref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {

@@ -135,6 +135,23 @@ pub struct Limits {
     pub heartbeat_timeout: Duration,
     /// Grace period for in-flight answers at shutdown.
     pub shutdown_grace: Duration,
+    /// Messages one ask may carry.
+    pub max_messages: usize,
+}
+
+/// What the HTTP server accepts (`[http]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may open `/ws` and call state-changing routes,
+    /// besides the node's own origin; `*` allows any (`ORRERY_ALLOWED_ORIGINS`, comma-separated).
+    pub allowed_origins: Vec<String>,
+    /// Host names a loopback node answers to besides loopback names (DNS-rebinding defence).
+    pub allowed_hosts: Vec<String>,
+    /// A connection that has not sent a whole request head in this time is closed (also an
+    /// idle keep-alive connection).
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 /// The node mesh. Without `listen` the node runs alone.
@@ -165,6 +182,7 @@ pub struct Config {
     pub memory_budget_bytes: Option<u64>,
     pub autoscaling: AutoscalingConfig,
     pub auth: AuthConfig,
+    pub http_server: HttpConfig,
 }
 
 /// Who may use the node: API keys and per-tier quotas (see `crate::users`).

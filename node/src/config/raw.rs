@@ -21,6 +21,20 @@ pub(super) struct RawConfig {
     pub(super) autoscaling: RawAutoscaling,
     #[serde(default)]
     pub(super) auth: RawAuth,
+    #[serde(default)]
+    pub(super) http: RawHttp,
+}
+
+/// `[http]`: what the HTTP server accepts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    #[serde(default)]
+    pub(super) allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub(super) allowed_hosts: Vec<String>,
+    pub(super) header_read_timeout_secs: Option<u64>,
+    pub(super) max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,4 +126,5 @@ pub(super) struct RawLimits {
     pub(super) max_tokens: Option<u32>,
     pub(super) heartbeat_timeout_secs: Option<u64>,
     pub(super) shutdown_grace_secs: Option<u64>,
+    pub(super) max_messages: Option<usize>,
 }

@@ -303,6 +303,24 @@ fn every_class_of_error_is_reported() {
             "auth.tiers.gold",
         ),
         (
+            "messages",
+            "[limits]\nmax_messages = 0\n".into(),
+            vec![],
+            "limits.max_messages",
+        ),
+        (
+            "origin",
+            "[http]\nallowed_origins = [\"evil.example\"]\n".into(),
+            vec![],
+            "allowed_origins",
+        ),
+        (
+            "connections",
+            "[http]\nmax_connections = 0\n".into(),
+            vec![],
+            "max_connections",
+        ),
+        (
             "fallback",
             m("fallback = \"nowhere\""),
             vec![],

@@ -40,7 +40,7 @@ impl ApiError {
         match self.code.as_str() {
             "unknown_request" | "not_found" => StatusCode::NOT_FOUND,
             "unauthorized" => StatusCode::UNAUTHORIZED,
-            "forbidden" => StatusCode::FORBIDDEN,
+            "forbidden" | "forbidden_origin" | "forbidden_host" => StatusCode::FORBIDDEN,
             "already_finished" => StatusCode::CONFLICT,
             "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" | "no_capacity" => StatusCode::SERVICE_UNAVAILABLE,

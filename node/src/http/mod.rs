@@ -5,11 +5,13 @@ mod admin;
 pub mod auth;
 pub mod error;
 pub mod follow;
+mod guard;
 pub mod observe;
 pub mod ollama;
 pub mod openai;
 pub mod openai_error;
 pub mod rest;
+pub mod server;
 mod web;
 pub mod ws;
 
@@ -68,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ollama::routes())
         .merge(rest::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
@@ -76,8 +82,18 @@ async fn not_found() -> error::ApiError {
     error::ApiError::new("not_found", "no such route")
 }
 
-async fn cluster(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "nodes": crate::actors::mesh::view(s.node.membership()).await }))
+/// The cluster view for anyone who may use the node (a key where keys are configured); the mesh
+/// addresses are left out (`/admin/cluster` has them).
+async fn cluster(
+    State(s): State<AppState>,
+    _caller: crate::users::Caller,
+) -> Json<serde_json::Value> {
+    let rows = s.cluster.borrow().clone();
+    let nodes: Vec<_> = rows
+        .into_iter()
+        .map(crate::protocol::NodeRow::public)
+        .collect();
+    Json(json!({ "nodes": nodes }))
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -36,6 +36,15 @@ pub struct NodeSnapshot {
     pub memory_used_bytes: u64,
 }
 
+impl NodeRow {
+    /// The row as anyone who may use the node sees it: without the node's mesh address (that is
+    /// for operators: the admin API shows it).
+    pub fn public(mut self) -> Self {
+        self.addr = None;
+        self
+    }
+}
+
 /// One row of the cluster view: a node that answers, or one that was seen and went away.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRow {

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod compose;
+mod hardening;
 mod harness;
 mod metrics;
 mod ollama;

@@ -85,7 +85,16 @@ async fn crashed_children_are_restarted_by_the_supervisor() {
         ),
     ];
     for (name, current) in &children {
-        let before = current().expect("child running");
+        // (Killing the Models actor took its holders down; they come back with it.)
+        let before = wait_for(
+            &format!("the {name} to run"),
+            Duration::from_secs(30),
+            || {
+                let now = current();
+                async move { now }
+            },
+        )
+        .await;
         before.kill();
         let old = before.get_id();
         let after = wait_for(

@@ -81,6 +81,7 @@ pub fn resolve(
     let limits = settings::limits(&raw.limits, &mut errors);
     let auth = settings::auth(raw.auth, &env, &mut errors);
     let autoscaling = settings::autoscaling(raw.autoscaling, &env, &mut errors);
+    let http_server = settings::http(raw.http, &env, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -99,6 +100,7 @@ pub fn resolve(
         default_model,
         limits,
         auth,
+        http_server,
     })
 }
 

@@ -1,8 +1,8 @@
 //! Limits, API keys and tiers, and the scaling loop.
 
 use super::Env;
-use crate::config::raw::{RawAuth, RawAutoscaling, RawLimits};
-use crate::config::{AuthConfig, AutoscalingConfig, Limits, Secret};
+use crate::config::raw::{RawAuth, RawAutoscaling, RawHttp, RawLimits};
+use crate::config::{AuthConfig, AutoscalingConfig, HttpConfig, Limits, Secret};
 use crate::users::{Tier, TierLimits};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +14,11 @@ pub(super) fn limits(l: &RawLimits, errors: &mut Vec<String>) -> Limits {
         max_tokens: l.max_tokens.unwrap_or(1024),
         heartbeat_timeout: Duration::from_secs(l.heartbeat_timeout_secs.unwrap_or(4)),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs.unwrap_or(20)),
+        max_messages: l.max_messages.unwrap_or(256),
     };
+    if !(1..=100_000).contains(&limits.max_messages) {
+        errors.push("limits.max_messages out of range 1..=100000".into());
+    }
     if !(1..=4096).contains(&limits.max_tokens) {
         errors.push(format!(
             "limits.max_tokens {} out of range 1..=4096",
@@ -65,6 +69,43 @@ pub(super) fn auth(raw: RawAuth, env: &Env, errors: &mut Vec<String>) -> AuthCon
         env_keys: env.get("ORRERY_API_KEYS").map(Secret::new),
         allow_anonymous,
         tiers,
+    }
+}
+
+/// What the HTTP server accepts.
+pub(super) fn http(h: RawHttp, env: &Env, errors: &mut Vec<String>) -> HttpConfig {
+    let allowed_origins: Vec<String> = match env.get("ORRERY_ALLOWED_ORIGINS") {
+        Some(v) => v
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        None => h
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect(),
+    };
+    for o in &allowed_origins {
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            errors.push(format!(
+                "http.allowed_origins: `{o}` is not scheme://host[:port] or *"
+            ));
+        }
+    }
+    let timeout = h.header_read_timeout_secs.unwrap_or(10);
+    if !(1..=600).contains(&timeout) {
+        errors.push("http.header_read_timeout_secs out of range 1..=600".into());
+    }
+    let max_connections = h.max_connections.unwrap_or(4096);
+    if max_connections == 0 {
+        errors.push("http.max_connections must be positive".into());
+    }
+    HttpConfig {
+        allowed_origins,
+        allowed_hosts: h.allowed_hosts.iter().map(|s| s.to_lowercase()).collect(),
+        header_read_timeout: Duration::from_secs(timeout),
+        max_connections,
     }
 }
 

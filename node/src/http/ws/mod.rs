@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::{AppState, follow};
 use crate::actors::mesh;
 use crate::asks::AskFields;
-use crate::protocol::{LiveEvent, LiveStage, RequestId};
+use crate::protocol::{LiveEvent, LiveStage, NodeRow, RequestId};
 use crate::users::Caller;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -31,6 +31,11 @@ pub async fn upgrade(
 ) -> Response {
     ws.max_message_size(1 << 20)
         .on_upgrade(move |socket| session(socket, state, caller))
+}
+
+/// The cluster view without mesh addresses.
+fn public(rows: &[NodeRow]) -> Vec<NodeRow> {
+    rows.iter().cloned().map(NodeRow::public).collect()
 }
 
 async fn models(state: &AppState) -> Vec<ModelEntry> {
@@ -68,7 +73,7 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller) {
         models: models(&state).await,
         default_model: config.default_model.clone(),
         temporal_ui: state.asks.temporal_ui.clone(),
-        cluster: state.cluster.borrow().clone(),
+        cluster: public(&state.cluster.borrow()),
         limits: FrameLimits {
             max_prompt_chars: config.limits.max_prompt_chars,
             max_tokens: config.limits.max_tokens,
@@ -83,7 +88,7 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller) {
             Some((id, ev)) = live_rx.recv() => ServerFrame::live(&id, ev),
             Some(f) = out_rx.recv() => f,
             Some(id) = ended_rx.recv() => { mine.remove(&id); continue; }
-            Ok(()) = cluster.changed() => ServerFrame::Cluster { nodes: cluster.borrow_and_update().clone() },
+            Ok(()) = cluster.changed() => ServerFrame::Cluster { nodes: public(&cluster.borrow_and_update()) },
             incoming = stream.next() => {
                 let text = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
