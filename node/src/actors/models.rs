@@ -11,7 +11,10 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use ractor_cluster::RactorMessage;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a model that failed to load is refused before a load is tried again.
+pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
 
 /// Why a model cannot be loaded or unloaded here.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
@@ -100,6 +103,9 @@ pub struct ModelsState {
     /// Loads in flight and who waits for each.
     loading: HashMap<ModelId, Vec<Reply>>,
     failed: BTreeMap<ModelId, String>,
+    /// When each failed load failed: a new load waits `RETRY_FAILED_AFTER` (no tight loop of
+    /// loads that cannot succeed, one per ask).
+    failed_at: HashMap<ModelId, Instant>,
     stopping: HashSet<ModelId>,
     restarts: Restarts<ModelId>,
 }
@@ -190,6 +196,15 @@ impl Models {
             waiting.extend(reply);
             return;
         }
+        if let (Some(at), Some(why)) = (state.failed_at.get(&model), state.failed.get(&model))
+            && at.elapsed() < RETRY_FAILED_AFTER
+        {
+            // Reported once, when it failed; asked again, it is refused with the same reason.
+            if let Some(r) = reply {
+                let _ = r.send(Err(LoadError::Failed(model, why.clone())));
+            }
+            return;
+        }
         if let Err(e) = state.admit(&model) {
             tracing::error!(model.id = %model, error = %e, "model not loaded");
             state.failed.insert(model, e.to_string());
@@ -221,6 +236,7 @@ impl Models {
                 // Reported once, here; the scaling loop decides whether to try again later.
                 tracing::error!(model.id = %model, error = %why, "model failed to load");
                 state.failed.insert(model.clone(), why.clone());
+                state.failed_at.insert(model.clone(), Instant::now());
                 Err(LoadError::Failed(model, why))
             }
         };
@@ -298,6 +314,7 @@ impl Actor for Models {
             holders: args.holders,
             loading: HashMap::new(),
             failed: BTreeMap::new(),
+            failed_at: HashMap::new(),
             stopping: HashSet::new(),
             restarts: Restarts::default(),
         })

@@ -1,8 +1,8 @@
 //! What a hostile page, a careless client and a slow one can do to a node, and what it cannot:
 //! a cross-site page cannot open `/ws` or post an ask, a DNS-rebinding page (a foreign `Host`)
 //! gets nothing from a loopback node, the cluster view needs a key and hides mesh addresses, an
-//! ask with too many messages is refused before any workflow starts, and a connection that never
-//! sends a request is closed.
+//! ask with too many messages is refused before any workflow starts, a connection that never
+//! sends a request is closed, and a model that cannot load is not retried for every ask.
 
 use crate::harness::Sandbox;
 use serde_json::{Value, json};
@@ -28,7 +28,8 @@ async fn raw_get(addr: &str, path: &str, host: &str) -> String {
 async fn hostile_pages_and_careless_clients_are_refused() {
     let sb = Sandbox::start().await;
     let config = "[limits]\nmax_messages = 4\n[http]\nheader_read_timeout_secs = 2\n\
-                  [[models]]\nid = \"synthetic\"\nsource = \"synthetic:200\"\n";
+                  [[models]]\nid = \"synthetic\"\nsource = \"synthetic:200\"\n\
+                  [[models]]\nid = \"broken\"\nsource = \"path:/nonexistent/broken.gguf\"\nload = false\n";
     let keys = format!("{KEY}:harden:premium");
     let node = sb
         .node_with_env("hd1", config, &[("ORRERY_API_KEYS", &keys)])
@@ -129,6 +130,23 @@ async fn hostile_pages_and_careless_clients_are_refused() {
         opened.elapsed() >= Duration::from_secs(1),
         "closed too early"
     );
+    // A model that cannot load fails each ask with its reason, and is not reloaded for each.
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{}/v1/chat/completions", node.http))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_server_error(), "{}", r.status());
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("broken.gguf"), "{body}");
+    }
+    let log = node.log();
+    assert_eq!(log.matches("model failed to load").count(), 1, "{log}");
+
     // The node still answers everyone else.
     let r = http
         .get(format!("{}/v1/models", node.http))
