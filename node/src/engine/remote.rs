@@ -5,7 +5,7 @@
 
 use super::{
     ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
-    GenerateRequest, Role,
+    GenerateRequest, ResponseFormat, Role,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -102,7 +102,53 @@ fn messages(req: &GenerateRequest) -> Vec<Value> {
     m
 }
 
-fn body(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, Value) {
+/// The URL and JSON text of the backend request.
+fn body(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, String) {
+    let (url, value) = body_value(cfg, req);
+    let text = with_format(value, cfg.kind, req.params.response_format.as_deref());
+    (url, text)
+}
+
+/// `body` with the response format added as the backend's own parameter (OpenAI's
+/// `response_format`, Ollama's `format`): spliced in as text, so the schema keeps the client's
+/// key order, which backends generate properties in (a `serde_json::Value` would sort them).
+fn with_format(body: Value, kind: RemoteKind, format: Option<&ResponseFormat>) -> String {
+    let text = body.to_string();
+    let Some(format) = format else {
+        return text;
+    };
+    // The schema text passed `SamplingParams::validate`, which parses it: it is JSON.
+    let (key, raw) = match (kind, format) {
+        (RemoteKind::OpenAi, ResponseFormat::JsonObject) => {
+            ("response_format", r#"{"type":"json_object"}"#.to_string())
+        }
+        (
+            RemoteKind::OpenAi,
+            ResponseFormat::JsonSchema {
+                name,
+                schema_text,
+                strict,
+            },
+        ) => (
+            "response_format",
+            format!(
+                r#"{{"type":"json_schema","json_schema":{{"name":{},"strict":{strict},"schema":{schema_text}}}}}"#,
+                Value::from(name.as_str())
+            ),
+        ),
+        (RemoteKind::Ollama, ResponseFormat::JsonObject) => ("format", r#""json""#.to_string()),
+        (RemoteKind::Ollama, ResponseFormat::JsonSchema { schema_text, .. }) => {
+            ("format", schema_text.clone())
+        }
+    };
+    match text.strip_suffix('}') {
+        Some(open) if open.len() > 1 => format!("{open},\"{key}\":{raw}}}"),
+        // Never: the bodies are non-empty objects.
+        _ => text,
+    }
+}
+
+fn body_value(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, Value) {
     let p = &req.params;
     match cfg.kind {
         RemoteKind::OpenAi => {
@@ -218,12 +264,15 @@ async fn connect(
     http: &reqwest::Client,
     cfg: &RemoteConfig,
     url: &str,
-    body: &Value,
+    body: &str,
 ) -> Result<reqwest::Response, EngineError> {
     let mut delay = Duration::from_millis(200);
     let mut last = String::new();
     for attempt in 1..=cfg.attempts.max(1) {
-        let mut rb = http.post(url).json(body);
+        let mut rb = http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
         if let Some(k) = &cfg.api_key {
             rb = rb.bearer_auth(k);
         }
@@ -418,6 +467,55 @@ mod tests {
         }
         assert!(parse_line(RemoteKind::OpenAi, "data: {nope").is_err());
         assert!(parse_line(RemoteKind::Ollama, r#"{"error":"model not found"}"#).is_err());
+    }
+
+    #[test]
+    fn response_formats_pass_through_in_schema_order() {
+        let schema = r#"{"type":"object","properties":{"zeta":{"type":"string"},"alpha":{"type":"integer"}}}"#;
+        let json_schema = ResponseFormat::JsonSchema {
+            name: "person".into(),
+            schema_text: schema.into(),
+            strict: true,
+        };
+        // (backend, format, key, the value it should get)
+        let table = [
+            (
+                RemoteKind::OpenAi,
+                ResponseFormat::JsonObject,
+                "response_format",
+                json!({"type": "json_object"}),
+            ),
+            (
+                RemoteKind::OpenAi,
+                json_schema.clone(),
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "person", "strict": true,
+                       "schema": serde_json::from_str::<Value>(schema).unwrap()}}),
+            ),
+            (
+                RemoteKind::Ollama,
+                ResponseFormat::JsonObject,
+                "format",
+                json!("json"),
+            ),
+            (
+                RemoteKind::Ollama,
+                json_schema.clone(),
+                "format",
+                serde_json::from_str::<Value>(schema).unwrap(),
+            ),
+        ];
+        for (kind, format, key, want) in table {
+            let text = with_format(json!({"model": "m", "stream": true}), kind, Some(&format));
+            let got: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(got[key], want, "{kind:?} {format:?}: {text}");
+            assert_eq!(got["model"], "m");
+            if matches!(format, ResponseFormat::JsonSchema { .. }) {
+                assert!(text.find("zeta") < text.find("alpha"), "order kept: {text}");
+            }
+        }
+        let plain = with_format(json!({"model": "m"}), RemoteKind::OpenAi, None);
+        assert_eq!(plain, r#"{"model":"m"}"#);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::FinishReason;
+use super::constraint::{Constraint, LazyVocab};
 use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
@@ -78,6 +79,7 @@ impl SchedulerHandle {
             },
             stats,
             counters: Arc::clone(&counters),
+            vocab: LazyVocab::default(),
             active: Vec::new(),
             waiting: VecDeque::new(),
         };
@@ -127,6 +129,7 @@ struct Worker<M: StepModel> {
     config: SchedulerConfig,
     stats: GenMetrics,
     counters: Arc<Counters>,
+    vocab: LazyVocab,
     active: Vec<Sequence<M::State>>,
     waiting: VecDeque<Admitted>,
 }
@@ -155,7 +158,15 @@ impl<M: StepModel> Worker<M> {
 
     /// Renders and tokenizes the prompt, then queues the request.
     fn accept(&mut self, job: Job) {
-        let prepared = catch_unwind(AssertUnwindSafe(|| self.prompt_tokens(&job.req)));
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            let prompt = self.prompt_tokens(&job.req)?;
+            let format = job.req.params.response_format.as_deref();
+            let vocab = || self.vocab.get(&self.tokenizer);
+            Ok((
+                prompt,
+                Constraint::new(format, &job.req.resume_text, vocab)?,
+            ))
+        }));
         let result =
             prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
         // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
@@ -170,9 +181,10 @@ impl<M: StepModel> Worker<M> {
         let mut params = job.req.params;
         params.max_tokens = params.max_tokens.saturating_sub(resumed);
         match result {
-            Ok(prompt) => self.waiting.push_back(Admitted {
+            Ok((prompt, constraint)) => self.waiting.push_back(Admitted {
                 prompt,
                 params,
+                constraint,
                 cancel: job.req.cancel,
                 tx: job.tx,
                 received: job.received,

@@ -156,6 +156,10 @@ impl Engine for SyntheticEngine {
             })
         };
         let checked = req.params.validate().map_err(EngineError::from).and(fits);
+        let checked = checked.and(super::refuse_response_format(
+            &req.params,
+            "the synthetic engine",
+        ));
         if let Err(e) = checked {
             let _ = tx.send(GenEvent::Failed(e));
             return rx;

@@ -9,7 +9,7 @@ use super::follow::{self, Delta};
 use crate::asks::records::rfc3339;
 use crate::asks::{AskEnd, AskRequest};
 use crate::config::{ModelConfig, ModelSource};
-use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::engine::{ChatMessage, ResponseFormat, Role, SamplingParams};
 use crate::users::Caller;
 use crate::workflows::AskOutcome;
 use axum::Router;
@@ -20,6 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use orrery_cpu::grammar::Json as OrderedJson;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -180,6 +181,7 @@ struct ChatRequest {
     messages: Vec<InMessage>,
     stream: Option<bool>,
     options: Option<Options>,
+    format: Option<OrderedJson>,
     tools: Option<Vec<Value>>,
     #[serde(flatten)]
     _ignored: Map<String, Value>,
@@ -193,12 +195,38 @@ struct GenerateRequest {
     system: Option<String>,
     stream: Option<bool>,
     options: Option<Options>,
+    format: Option<OrderedJson>,
     images: Option<Vec<Value>>,
     #[serde(flatten)]
     _ignored: Map<String, Value>,
 }
 
-fn params(o: Option<Options>) -> SamplingParams {
+/// Ollama's `format`: `"json"` (any JSON object) or a JSON schema (read as [`OrderedJson`], in the
+/// client's key order); absent, null or `""` is plain text. A schema outside the supported subset
+/// (docs/structured-output.md) is a 400 naming the keyword and where it is.
+fn response_format(format: Option<OrderedJson>) -> Result<Option<ResponseFormat>, OllamaError> {
+    let format = match format {
+        None | Some(OrderedJson::Null) => return Ok(None),
+        Some(OrderedJson::String(s)) if s.is_empty() => return Ok(None),
+        Some(OrderedJson::String(s)) if s == "json" => ResponseFormat::JsonObject,
+        Some(schema @ OrderedJson::Object(_)) => ResponseFormat::JsonSchema {
+            name: "format".into(),
+            schema_text: schema.to_string(),
+            strict: true,
+        },
+        Some(other) => {
+            return Err(OllamaError::bad(format!(
+                "invalid format {other}: use \"json\" or a JSON schema object"
+            )));
+        }
+    };
+    format
+        .grammar()
+        .map_err(|e| OllamaError::bad(format!("invalid format schema: {e}")))?;
+    Ok(Some(format))
+}
+
+fn params(o: Option<Options>, format: Option<ResponseFormat>) -> SamplingParams {
     let o = o.unwrap_or_default();
     let d = SamplingParams::default();
     SamplingParams {
@@ -211,6 +239,7 @@ fn params(o: Option<Options>) -> SamplingParams {
         top_p: o.top_p.or(d.top_p),
         seed: o.seed.unwrap_or(d.seed),
         stop: o.stop.unwrap_or_default(),
+        response_format: format.map(Box::new),
     }
 }
 
@@ -325,6 +354,7 @@ async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: ChatRequest = parse(&body)?;
+    let format = response_format(r.format)?;
     if r.tools.is_some_and(|t| !t.is_empty()) {
         return Err(OllamaError::bad("tools are not supported"));
     }
@@ -342,7 +372,7 @@ async fn chat(
         user: String::new(),
         model: Some(model_id(&r.model).to_string()),
         messages,
-        params: params(r.options),
+        params: params(r.options, format),
         priority: None,
     };
     answer(
@@ -362,6 +392,7 @@ async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: GenerateRequest = parse(&body)?;
+    let format = response_format(r.format)?;
     if r.images.is_some_and(|i| !i.is_empty()) {
         return Err(OllamaError::bad("images are not supported"));
     }
@@ -388,7 +419,7 @@ async fn generate(
         user: String::new(),
         model: Some(id.to_string()),
         messages,
-        params: params(r.options),
+        params: params(r.options, format),
         priority: None,
     };
     answer(
@@ -420,8 +451,39 @@ mod tests {
             ),
         ];
         for (o, max, temp) in table {
-            let p = params(Some(serde_json::from_value(o.clone()).unwrap()));
+            let p = params(Some(serde_json::from_value(o.clone()).unwrap()), None);
             assert_eq!((p.max_tokens, p.temperature), (max, temp), "{o}");
+        }
+    }
+
+    #[test]
+    fn formats_map_to_constraints() {
+        let format = |body: &str| {
+            let r: ChatRequest = serde_json::from_str(body).unwrap();
+            response_format(r.format)
+        };
+        // (format, wanted)
+        let table = [
+            ("null", None),
+            (r#""""#, None),
+            (r#""json""#, Some(ResponseFormat::JsonObject)),
+            (
+                r#"{"type": "object", "properties": {"z": {"type": "string"}, "a": {"type": "boolean"}}}"#,
+                Some(ResponseFormat::JsonSchema {
+                    name: "format".into(),
+                    schema_text: r#"{"type":"object","properties":{"z":{"type":"string"},"a":{"type":"boolean"}}}"#.into(),
+                    strict: true,
+                }),
+            ),
+        ];
+        for (f, want) in table {
+            let body = format!(r#"{{"model": "m", "format": {f}}}"#);
+            assert_eq!(format(&body).unwrap(), want, "{f}");
+        }
+        for bad in [r#""yaml""#, "3", r#"{"type": "integer", "minimum": 0}"#] {
+            let body = format!(r#"{{"model": "m", "format": {bad}}}"#);
+            let e = format(&body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 

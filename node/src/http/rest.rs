@@ -79,6 +79,7 @@ fn to_ask(body: &Bytes) -> Result<AskRequest, ApiError> {
             top_p: b.top_p.or(d.top_p),
             seed: b.seed.unwrap_or(d.seed),
             stop: b.stop.unwrap_or_default(),
+            ..d
         },
         priority: b.priority,
     })

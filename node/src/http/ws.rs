@@ -153,6 +153,7 @@ fn parse_ask(v: Value) -> Result<(AskRequest, Option<String>), (ApiError, Option
         top_p: f.top_p.or(d.top_p),
         seed: f.seed.unwrap_or(d.seed),
         stop: f.stop.unwrap_or_default(),
+        ..d
     };
     Ok((
         AskRequest {
