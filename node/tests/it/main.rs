@@ -14,5 +14,6 @@ mod python_clients;
 mod pytools;
 mod rest;
 mod scaling;
+mod structured;
 mod supervision;
 mod websocket;
