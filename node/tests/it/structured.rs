@@ -123,7 +123,7 @@ async fn killing_the_node_mid_json_still_yields_json_that_fits_the_schema() {
     use futures::StreamExt;
     let mesh = crate::cluster::Mesh::new(3).await;
     let n2 = mesh.node(0, &real_model(false)).await;
-    let mut nodes = vec![
+    let mut nodes = [
         mesh.node(1, &real_model(true)).await,
         mesh.node(2, &real_model(true)).await,
     ];
