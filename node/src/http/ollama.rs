@@ -6,6 +6,7 @@
 use super::AppState;
 use super::error::{ApiError, add_auth_headers};
 use super::follow::{self, Delta};
+use super::formats;
 use crate::asks::records::rfc3339;
 use crate::asks::{AskEnd, AskRequest};
 use crate::config::{ModelConfig, ModelSource};
@@ -201,31 +202,6 @@ struct GenerateRequest {
     _ignored: Map<String, Value>,
 }
 
-/// Ollama's `format`: `"json"` (any JSON object) or a JSON schema (read as [`OrderedJson`], in the
-/// client's key order); absent, null or `""` is plain text. A schema outside the supported subset
-/// (docs/structured-output.md) is a 400 naming the keyword and where it is.
-fn response_format(format: Option<OrderedJson>) -> Result<Option<ResponseFormat>, OllamaError> {
-    let format = match format {
-        None | Some(OrderedJson::Null) => return Ok(None),
-        Some(OrderedJson::String(s)) if s.is_empty() => return Ok(None),
-        Some(OrderedJson::String(s)) if s == "json" => ResponseFormat::JsonObject,
-        Some(schema @ OrderedJson::Object(_)) => ResponseFormat::JsonSchema {
-            name: "format".into(),
-            schema_text: schema.to_string(),
-            strict: true,
-        },
-        Some(other) => {
-            return Err(OllamaError::bad(format!(
-                "invalid format {other}: use \"json\" or a JSON schema object"
-            )));
-        }
-    };
-    format
-        .grammar()
-        .map_err(|e| OllamaError::bad(format!("invalid format schema: {e}")))?;
-    Ok(Some(format))
-}
-
 fn params(o: Option<Options>, format: Option<ResponseFormat>) -> SamplingParams {
     let o = o.unwrap_or_default();
     let d = SamplingParams::default();
@@ -354,7 +330,7 @@ async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: ChatRequest = parse(&body)?;
-    let format = response_format(r.format)?;
+    let format = formats::from_ollama(r.format).map_err(|e| OllamaError::bad(e.message))?;
     if r.tools.is_some_and(|t| !t.is_empty()) {
         return Err(OllamaError::bad("tools are not supported"));
     }
@@ -392,7 +368,7 @@ async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: GenerateRequest = parse(&body)?;
-    let format = response_format(r.format)?;
+    let format = formats::from_ollama(r.format).map_err(|e| OllamaError::bad(e.message))?;
     if r.images.is_some_and(|i| !i.is_empty()) {
         return Err(OllamaError::bad("images are not supported"));
     }
@@ -453,37 +429,6 @@ mod tests {
         for (o, max, temp) in table {
             let p = params(Some(serde_json::from_value(o.clone()).unwrap()), None);
             assert_eq!((p.max_tokens, p.temperature), (max, temp), "{o}");
-        }
-    }
-
-    #[test]
-    fn formats_map_to_constraints() {
-        let format = |body: &str| {
-            let r: ChatRequest = serde_json::from_str(body).unwrap();
-            response_format(r.format)
-        };
-        // (format, wanted)
-        let table = [
-            ("null", None),
-            (r#""""#, None),
-            (r#""json""#, Some(ResponseFormat::JsonObject)),
-            (
-                r#"{"type": "object", "properties": {"z": {"type": "string"}, "a": {"type": "boolean"}}}"#,
-                Some(ResponseFormat::JsonSchema {
-                    name: "format".into(),
-                    schema_text: r#"{"type":"object","properties":{"z":{"type":"string"},"a":{"type":"boolean"}}}"#.into(),
-                    strict: true,
-                }),
-            ),
-        ];
-        for (f, want) in table {
-            let body = format!(r#"{{"model": "m", "format": {f}}}"#);
-            assert_eq!(format(&body).unwrap(), want, "{f}");
-        }
-        for bad in [r#""yaml""#, "3", r#"{"type": "integer", "minimum": 0}"#] {
-            let body = format!(r#"{{"model": "m", "format": {bad}}}"#);
-            let e = format(&body).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 

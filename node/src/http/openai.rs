@@ -6,9 +6,10 @@
 use super::AppState;
 use super::error::ApiError;
 use super::follow::{self, Delta};
+use super::formats::{self, OpenAiFormat};
 pub use super::openai_error::{OpenAiCaller, OpenAiError};
 use crate::asks::{AskEnd, AskRequest};
-use crate::engine::{ChatMessage, ResponseFormat, Role, SamplingParams};
+use crate::engine::{ChatMessage, Role, SamplingParams};
 use crate::workflows::AskOutcome;
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +19,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use orrery_cpu::grammar::Json as OrderedJson;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -118,63 +118,10 @@ struct ChatRequest {
     n: Option<u32>,
     tools: Option<Vec<Value>>,
     logprobs: Option<bool>,
-    response_format: Option<InResponseFormat>,
+    response_format: Option<OpenAiFormat>,
     /// Everything else OpenAI accepts (penalties, logit_bias, user, metadata, ...) is ignored.
     #[serde(flatten)]
     _ignored: Map<String, Value>,
-}
-
-/// `response_format` as sent. Schemas are read as [`OrderedJson`], which keeps the client's key order.
-#[derive(Debug, Deserialize)]
-struct InResponseFormat {
-    #[serde(rename = "type")]
-    kind: String,
-    json_schema: Option<InJsonSchema>,
-    /// llama.cpp's shorthand: `{"type": "json_object", "schema": {...}}`.
-    schema: Option<OrderedJson>,
-}
-
-#[derive(Debug, Deserialize)]
-struct InJsonSchema {
-    name: Option<String>,
-    schema: Option<OrderedJson>,
-    strict: Option<bool>,
-}
-
-/// The response format of a request, checked: an unknown type or a schema outside the supported
-/// subset (docs/structured-output.md) is a 400 naming the keyword and where it is.
-fn response_format(f: Option<InResponseFormat>) -> Result<Option<ResponseFormat>, OpenAiError> {
-    let bad = |message: String, code| OpenAiError::invalid(message, Some("response_format"), code);
-    let Some(f) = f else { return Ok(None) };
-    let (schema, name, strict) = match f.kind.as_str() {
-        "text" => return Ok(None),
-        "json_object" => (f.schema, None, None),
-        "json_schema" => match f.json_schema {
-            Some(js) => (js.schema.or(f.schema), js.name, js.strict),
-            None => (f.schema, None, None),
-        },
-        other => {
-            return Err(bad(
-                format!(
-                    "response_format type `{other}` is not supported: use text, json_object or json_schema"
-                ),
-                "unsupported_parameter",
-            ));
-        }
-    };
-    let format = match schema {
-        // A json_schema without a schema: any JSON object, as json_object.
-        None => ResponseFormat::JsonObject,
-        Some(schema) => ResponseFormat::JsonSchema {
-            name: name.unwrap_or_else(|| "response".into()),
-            schema_text: schema.to_string(),
-            strict: strict.unwrap_or(false),
-        },
-    };
-    format
-        .grammar()
-        .map_err(|e| bad(format!("invalid JSON schema: {e}"), "invalid_json_schema"))?;
-    Ok(Some(format))
 }
 
 fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
@@ -257,7 +204,8 @@ fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
             "unsupported_parameter",
         ));
     }
-    let response_format = response_format(r.response_format)?;
+    let response_format = formats::from_openai(r.response_format)
+        .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))?;
     let d = SamplingParams::default();
     let params = SamplingParams {
         max_tokens: r
@@ -419,43 +367,6 @@ mod tests {
             parse(json!({"model": "m", "messages": [], "stop": ["a", "b"]})).unwrap();
         assert!(!stream);
         assert_eq!(ask.params.stop.len(), 2);
-    }
-
-    #[test]
-    fn response_formats_map_to_constraints() {
-        let format = |body: &str| {
-            let req: ChatRequest = serde_json::from_str(body).unwrap();
-            to_ask(req).unwrap().0.params.response_format.map(|f| *f)
-        };
-        let base = r#""model": "m", "messages": []"#;
-        // (response_format, wanted)
-        let table = [
-            ("null", None),
-            (r#"{"type": "text"}"#, None),
-            (r#"{"type": "json_object"}"#, Some(ResponseFormat::JsonObject)),
-            (
-                r#"{"type": "json_schema", "json_schema": {"name": "p", "strict": true,
-                    "schema": {"type": "object", "properties": {"z": {"type": "integer"}, "a": {"enum": [1, "x"]}}}}}"#,
-                Some(ResponseFormat::JsonSchema {
-                    name: "p".into(),
-                    schema_text: r#"{"type":"object","properties":{"z":{"type":"integer"},"a":{"enum":[1,"x"]}}}"#
-                        .into(),
-                    strict: true,
-                }),
-            ),
-            (
-                r#"{"type": "json_object", "schema": {"type": "boolean"}}"#,
-                Some(ResponseFormat::JsonSchema {
-                    name: "response".into(),
-                    schema_text: r#"{"type":"boolean"}"#.into(),
-                    strict: false,
-                }),
-            ),
-        ];
-        for (rf, want) in table {
-            let body = format!(r#"{{{base}, "response_format": {rf}}}"#);
-            assert_eq!(format(&body), want, "{rf}");
-        }
     }
 
     #[test]
