@@ -143,6 +143,37 @@ mod tests {
     }
 
     #[test]
+    fn hot_sampling_only_ever_picks_allowed_tokens() {
+        use crate::engine::SamplingParams;
+        use crate::engine::sampling::Sampler;
+        let c = Constraint::new(Some(&schema()), "{", vocab)
+            .expect("ok")
+            .expect("constrained");
+        let allowed = allowed(&c);
+        // The model would rather say anything else: the disallowed tokens have the top logits.
+        let raw: Vec<f32> = (0..13)
+            .map(|i| if allowed.contains(&i) { 0.0 } else { 5.0 })
+            .collect();
+        for (temperature, top_p) in [(0.0, None), (1.5, None), (1.0, Some(0.9))] {
+            let params = SamplingParams {
+                temperature,
+                top_p,
+                seed: 11,
+                ..SamplingParams::default()
+            };
+            let mut sampler = Sampler::new(&params);
+            for _ in 0..50 {
+                let mut logits = raw.clone();
+                c.mask(&mut logits).expect("mask");
+                let t = candle_core::Tensor::new(logits.as_slice(), &candle_core::Device::Cpu)
+                    .expect("tensor");
+                let id = sampler.sample(&t).expect("sample") as usize;
+                assert!(allowed.contains(&id), "{temperature} {top_p:?}: {id}");
+            }
+        }
+    }
+
+    #[test]
     fn accepted_tokens_advance_until_finished() {
         let format = ResponseFormat::JsonSchema {
             name: "t".into(),

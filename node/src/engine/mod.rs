@@ -405,6 +405,23 @@ mod tests {
         assert!(msg.contains("minimum") && msg.contains('#'), "{msg}");
     }
 
+    #[tokio::test]
+    async fn the_synthetic_engine_refuses_a_response_format() {
+        let engine = SyntheticEngine::new("syn", SyntheticConfig::default()).expect("starts");
+        let mut req = GenerateRequest::new(
+            vec![ChatMessage::new(Role::User, "count")],
+            SamplingParams::default(),
+        );
+        req.params.response_format = Some(Box::new(ResponseFormat::JsonObject));
+        let got = testutil::collect(engine.generate(req), Duration::from_secs(5)).await;
+        let Err(e) = got.end else {
+            panic!("a constrained request ran: {:?}", got.tokens);
+        };
+        assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+        assert!(e.is_bad_request(), "not retried elsewhere");
+        assert!(got.tokens.is_empty());
+    }
+
     #[test]
     fn serde_names_match_the_contract() {
         let cases = [
