@@ -1,5 +1,6 @@
 //! Structured-output parameters as the OpenAI API (`response_format`) and the Ollama API
-//! (`format`) send them, turned into a checked [`ResponseFormat`]. Schemas are read as
+//! (`format`) send them, turned into a [`ResponseFormat`] and checked by compiling it (off the
+//! async runtime: a hostile schema can take a while) before the ask starts. Schemas are read as
 //! [`OrderedJson`], which keeps the client's key order: properties are generated in it, and a
 //! `serde_json::Value` would sort them. Supported schemas: docs/structured-output.md.
 
@@ -61,7 +62,7 @@ pub fn from_openai(f: Option<OpenAiFormat>) -> Result<Option<ResponseFormat>, Fo
             strict: strict.unwrap_or(false),
         },
     };
-    checked(format).map(Some)
+    Ok(Some(format))
 }
 
 /// Ollama's `format`: `"json"` (any JSON object) or a JSON schema object; absent, null or `""` is
@@ -83,19 +84,31 @@ pub fn from_ollama(format: Option<OrderedJson>) -> Result<Option<ResponseFormat>
             });
         }
     };
-    checked(format).map(Some)
+    Ok(Some(format))
 }
 
-/// `format` if its schema compiles; otherwise the error names the keyword and where it is
+/// Compiles `format` on the blocking pool: Ok if the schema is in the supported subset,
+/// otherwise an error naming the keyword and where it is
 /// (`unsupported keyword "pattern" at #/properties/id`).
-fn checked(format: ResponseFormat) -> Result<ResponseFormat, FormatError> {
-    match format.grammar() {
-        Ok(_) => Ok(format),
-        Err(e) => Err(FormatError {
-            message: format!("invalid JSON schema: {e}"),
-            code: "invalid_json_schema",
-        }),
-    }
+pub async fn check(format: Option<&ResponseFormat>) -> Result<(), FormatError> {
+    let Some(format) = format.cloned() else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || check_now(&format))
+        .await
+        .unwrap_or_else(|e| {
+            Err(FormatError {
+                message: format!("checking the schema failed: {e}"),
+                code: "invalid_json_schema",
+            })
+        })
+}
+
+fn check_now(format: &ResponseFormat) -> Result<(), FormatError> {
+    format.grammar().map(drop).map_err(|e| FormatError {
+        message: format!("invalid JSON schema: {e}"),
+        code: "invalid_json_schema",
+    })
 }
 
 #[cfg(test)]
@@ -166,10 +179,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn refusals_say_why() {
-        let openai = |t: &str| from_openai(serde_json::from_str(t).unwrap()).unwrap_err();
-        let ollama = |t: &str| from_ollama(serde_json::from_str(t).unwrap()).unwrap_err();
+    #[tokio::test]
+    async fn refusals_say_why() {
+        let openai = |t: &str| {
+            from_openai(serde_json::from_str(t).unwrap())
+                .and_then(|f| check_now(&f.expect("a format")))
+                .unwrap_err()
+        };
+        let ollama = |t: &str| {
+            from_ollama(serde_json::from_str(t).unwrap())
+                .and_then(|f| check_now(&f.expect("a format")))
+                .unwrap_err()
+        };
         let pattern =
             r#"{"type": "object", "properties": {"id": {"type": "string", "pattern": "^a"}}}"#;
         // (error, wanted code, words the message must have)
@@ -199,5 +220,9 @@ mod tests {
             assert_eq!(e.code, code, "{e:?}");
             assert!(e.message.contains(words), "{e:?}");
         }
+        let format = from_ollama(serde_json::from_str(pattern).unwrap()).unwrap();
+        let e = check(format.as_ref()).await.unwrap_err();
+        assert!(e.message.contains("pattern"), "{e:?}");
+        assert_eq!(check(None).await, Ok(()));
     }
 }

@@ -202,6 +202,17 @@ struct GenerateRequest {
     _ignored: Map<String, Value>,
 }
 
+/// `format` as a response format whose schema compiles, or a 400 naming what is wrong.
+async fn checked_format(
+    format: Option<OrderedJson>,
+) -> Result<Option<ResponseFormat>, OllamaError> {
+    let format = formats::from_ollama(format).map_err(|e| OllamaError::bad(e.message))?;
+    formats::check(format.as_ref())
+        .await
+        .map_err(|e| OllamaError::bad(e.message))?;
+    Ok(format)
+}
+
 fn params(o: Option<Options>, format: Option<ResponseFormat>) -> SamplingParams {
     let o = o.unwrap_or_default();
     let d = SamplingParams::default();
@@ -330,7 +341,7 @@ async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: ChatRequest = parse(&body)?;
-    let format = formats::from_ollama(r.format).map_err(|e| OllamaError::bad(e.message))?;
+    let format = checked_format(r.format).await?;
     if r.tools.is_some_and(|t| !t.is_empty()) {
         return Err(OllamaError::bad("tools are not supported"));
     }
@@ -368,7 +379,7 @@ async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: GenerateRequest = parse(&body)?;
-    let format = formats::from_ollama(r.format).map_err(|e| OllamaError::bad(e.message))?;
+    let format = checked_format(r.format).await?;
     if r.images.is_some_and(|i| !i.is_empty()) {
         return Err(OllamaError::bad("images are not supported"));
     }
