@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 pub use builder::{CharClass, GrammarBuilder, RuleId, Term};
 pub use schema::{
-    MAX_DEPTH, SchemaError, SchemaOptions, Whitespace, any_json, compile_schema, compile_value,
+    Json, MAX_DEPTH, SchemaError, SchemaOptions, Whitespace, any_json, compile_schema,
+    compile_value,
 };
 pub use state::{GrammarState, Rejected};
 pub use vocab::{TokenMask, TokenVocab};

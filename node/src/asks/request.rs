@@ -59,7 +59,8 @@ impl AskFields {
                 temperature: self.temperature.unwrap_or(d.temperature),
                 top_p: self.top_p.or(d.top_p),
                 seed: self.seed.unwrap_or(d.seed),
-                stop: self.stop.unwrap_or(d.stop),
+                stop: self.stop.unwrap_or_default(),
+                ..d
             },
             priority: self.priority,
         })

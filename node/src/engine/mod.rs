@@ -8,6 +8,7 @@
 //! `Failed`). Errors are [`EngineError`]s; [`EngineError::is_bad_request`] is the one list of
 //! those that no other node could do better on.
 
+mod constraint;
 mod jobs;
 mod local;
 mod remote;
@@ -41,7 +42,7 @@ pub use self::weights::Precision;
 
 pub use crate::protocol::chat::{
     ChatMessage, FinishReason, InvalidParams, MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT,
-    Role, SamplingParams,
+    ResponseFormat, Role, SamplingParams,
 };
 
 /// One chat completion to produce.
@@ -114,6 +115,10 @@ pub enum EngineError {
     Inference(String),
     #[error("engine is shutting down")]
     Shutdown,
+    /// The request asks for something this engine cannot do (a response format from the
+    /// synthetic engine); no retry can help.
+    #[error("not supported by this engine: {0}")]
+    Unsupported(String),
 }
 
 impl EngineError {
@@ -127,6 +132,7 @@ impl EngineError {
             EngineError::Tokenizer(_) => "tokenizer_error",
             EngineError::Inference(_) => "inference_failed",
             EngineError::Shutdown => "engine_shutdown",
+            EngineError::Unsupported(_) => "unsupported",
         }
     }
 
@@ -137,6 +143,7 @@ impl EngineError {
             EngineError::InvalidParams(_)
                 | EngineError::PromptTooLong { .. }
                 | EngineError::Template(_)
+                | EngineError::Unsupported(_)
         )
     }
 }
@@ -154,6 +161,20 @@ impl From<tokenizer::TokenizerError> for EngineError {
         } else {
             EngineError::Tokenizer(e.to_string())
         }
+    }
+}
+
+/// For an engine that cannot constrain its output (the synthetic one): a request with a response
+/// format is refused, rather than answered with text that ignores it.
+pub(crate) fn refuse_response_format(
+    params: &SamplingParams,
+    engine: &str,
+) -> Result<(), EngineError> {
+    match params.response_format {
+        None => Ok(()),
+        Some(_) => Err(EngineError::Unsupported(format!(
+            "{engine} cannot produce structured output (response_format / format)"
+        ))),
     }
 }
 
@@ -346,6 +367,67 @@ mod tests {
             msg.contains("max_tokens") && msg.contains("temperature"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn response_formats_round_trip_and_old_payloads_still_read() {
+        let old = r#"{"max_tokens":5,"temperature":0.0,"top_p":null,"seed":1,"stop":[]}"#;
+        let params: SamplingParams = serde_json::from_str(old).expect("old payload");
+        assert_eq!(params.response_format, None);
+        assert_eq!(serde_json::to_string(&params).ok().as_deref(), Some(old));
+        for format in [
+            ResponseFormat::JsonObject,
+            ResponseFormat::JsonSchema {
+                name: "p".into(),
+                schema_text: r#"{"type":"object","properties":{"z":{},"a":{}}}"#.into(),
+                strict: true,
+            },
+        ] {
+            let params = SamplingParams {
+                response_format: Some(Box::new(format)),
+                ..params.clone()
+            };
+            let text = serde_json::to_string(&params).expect("serialise");
+            let back: SamplingParams = serde_json::from_str(&text).expect("deserialise");
+            assert_eq!(back, params, "{text}");
+            assert_eq!(back.validate(), Ok(()));
+        }
+        let format = |schema_text: &str| {
+            Some(Box::new(ResponseFormat::JsonSchema {
+                name: "p".into(),
+                schema_text: schema_text.into(),
+                strict: false,
+            }))
+        };
+        let not_json = SamplingParams {
+            response_format: format(r#"{"type":"#),
+            ..params.clone()
+        };
+        let Err(InvalidParams(msg)) = not_json.validate() else {
+            panic!("a schema that is not JSON passed validation");
+        };
+        assert!(msg.contains("response_format"), "{msg}");
+        // Unsupported keywords are found by compiling, off the runtime (see `validate`).
+        let unsupported = format(r#"{"type":"integer","minimum":0}"#).expect("format");
+        let msg = unsupported.grammar().expect_err("unsupported").to_string();
+        assert!(msg.contains("minimum") && msg.contains('#'), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn the_synthetic_engine_refuses_a_response_format() {
+        let engine = SyntheticEngine::new("syn", SyntheticConfig::default()).expect("starts");
+        let mut req = GenerateRequest::new(
+            vec![ChatMessage::new(Role::User, "count")],
+            SamplingParams::default(),
+        );
+        req.params.response_format = Some(Box::new(ResponseFormat::JsonObject));
+        let got = testutil::collect(engine.generate(req), Duration::from_secs(5)).await;
+        let Err(e) = got.end else {
+            panic!("a constrained request ran: {:?}", got.tokens);
+        };
+        assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+        assert!(e.is_bad_request(), "not retried elsewhere");
+        assert!(got.tokens.is_empty());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use super::testutil::{Collected, candle_f32_reference, collect, test_model_path,
 use super::tokenizer::Segment;
 use super::*;
 
+#[path = "json_tests.rs"]
+mod json;
+
 const LIMIT: Duration = Duration::from_secs(120);
 const FRANCE: &str = "What is the capital of France?";
 

@@ -5,7 +5,7 @@
 
 use super::{
     ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
-    GenerateRequest, Role,
+    GenerateRequest, ResponseFormat, Role,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -102,7 +102,53 @@ fn messages(req: &GenerateRequest) -> Vec<Value> {
     m
 }
 
-fn body(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, Value) {
+/// The URL and JSON text of the backend request.
+fn body(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, String) {
+    let (url, value) = body_value(cfg, req);
+    let text = with_format(value, cfg.kind, req.params.response_format.as_deref());
+    (url, text)
+}
+
+/// `body` with the response format added as the backend's own parameter (OpenAI's
+/// `response_format`, Ollama's `format`): spliced in as text, so the schema keeps the client's
+/// key order, which backends generate properties in (a `serde_json::Value` would sort them).
+fn with_format(body: Value, kind: RemoteKind, format: Option<&ResponseFormat>) -> String {
+    let text = body.to_string();
+    let Some(format) = format else {
+        return text;
+    };
+    // The schema text passed `SamplingParams::validate`, which parses it: it is JSON.
+    let (key, raw) = match (kind, format) {
+        (RemoteKind::OpenAi, ResponseFormat::JsonObject) => {
+            ("response_format", r#"{"type":"json_object"}"#.to_string())
+        }
+        (
+            RemoteKind::OpenAi,
+            ResponseFormat::JsonSchema {
+                name,
+                schema_text,
+                strict,
+            },
+        ) => (
+            "response_format",
+            format!(
+                r#"{{"type":"json_schema","json_schema":{{"name":{},"strict":{strict},"schema":{schema_text}}}}}"#,
+                Value::from(name.as_str())
+            ),
+        ),
+        (RemoteKind::Ollama, ResponseFormat::JsonObject) => ("format", r#""json""#.to_string()),
+        (RemoteKind::Ollama, ResponseFormat::JsonSchema { schema_text, .. }) => {
+            ("format", schema_text.clone())
+        }
+    };
+    match text.strip_suffix('}') {
+        Some(open) if open.len() > 1 => format!("{open},\"{key}\":{raw}}}"),
+        // Never: the bodies are non-empty objects.
+        _ => text,
+    }
+}
+
+fn body_value(cfg: &RemoteConfig, req: &GenerateRequest) -> (String, Value) {
     let p = &req.params;
     match cfg.kind {
         RemoteKind::OpenAi => {
@@ -218,12 +264,15 @@ async fn connect(
     http: &reqwest::Client,
     cfg: &RemoteConfig,
     url: &str,
-    body: &Value,
+    body: &str,
 ) -> Result<reqwest::Response, EngineError> {
     let mut delay = Duration::from_millis(200);
     let mut last = String::new();
     for attempt in 1..=cfg.attempts.max(1) {
-        let mut rb = http.post(url).json(body);
+        let mut rb = http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
         if let Some(k) = &cfg.api_key {
             rb = rb.bearer_auth(k);
         }
@@ -368,70 +417,5 @@ impl Engine for RemoteEngine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_lines_parse_by_table() {
-        use Line::*;
-        let cases: Vec<(RemoteKind, &str, Vec<Line>)> = vec![
-            (RemoteKind::OpenAi, ": keep-alive", vec![Nothing]),
-            (RemoteKind::OpenAi, "data: [DONE]", vec![End]),
-            (
-                RemoteKind::OpenAi,
-                r#"data: {"choices":[{"delta":{"content":"Pa"},"finish_reason":null}]}"#,
-                vec![Text("Pa".into())],
-            ),
-            (
-                RemoteKind::OpenAi,
-                r#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}"#,
-                vec![Finish(FinishReason::Length)],
-            ),
-            (
-                RemoteKind::OpenAi,
-                r#"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#,
-                vec![Usage {
-                    prompt: 7,
-                    completion: 3,
-                }],
-            ),
-            (
-                RemoteKind::Ollama,
-                r#"{"message":{"role":"assistant","content":"ris"},"done":false}"#,
-                vec![Text("ris".into())],
-            ),
-            (
-                RemoteKind::Ollama,
-                r#"{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":5,"eval_count":2}"#,
-                vec![
-                    Usage {
-                        prompt: 5,
-                        completion: 2,
-                    },
-                    Finish(FinishReason::Stop),
-                    End,
-                ],
-            ),
-        ];
-        for (kind, line, want) in cases {
-            assert_eq!(parse_line(kind, line).unwrap(), want, "{line}");
-        }
-        assert!(parse_line(RemoteKind::OpenAi, "data: {nope").is_err());
-        assert!(parse_line(RemoteKind::Ollama, r#"{"error":"model not found"}"#).is_err());
-    }
-
-    #[test]
-    fn api_keys_stay_out_of_debug_output() {
-        let cfg = RemoteConfig {
-            kind: RemoteKind::OpenAi,
-            base_url: "http://x".into(),
-            remote_model: "m".into(),
-            api_key: Some("sk-secret".into()),
-            max_sequences: 4,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            attempts: 1,
-        };
-        assert!(!format!("{cfg:?}").contains("sk-secret"));
-    }
-}
+#[path = "remote_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::FinishReason;
+use super::constraint::{Constraint, LazyVocab};
 use super::jobs::{self, Job, JobQueue, JobSender, Refused, Waiting};
 use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
@@ -61,6 +62,7 @@ impl SchedulerHandle {
                 ..config
             },
             stats,
+            vocab: LazyVocab::default(),
             active: Vec::new(),
             queue,
         };
@@ -107,6 +109,7 @@ struct Worker<M: StepModel> {
     template: Arc<ChatTemplate>,
     config: SchedulerConfig,
     stats: GenMetrics,
+    vocab: LazyVocab,
     active: Vec<Sequence<M::State>>,
     queue: JobQueue<Admitted>,
 }
@@ -115,11 +118,15 @@ impl<M: StepModel> Worker<M> {
     fn run(mut self) {
         loop {
             let running = self.active.len();
-            let (tokenizer, template) = (&self.tokenizer, &self.template);
-            let context_len = self.config.context_len;
-            let open = self.queue.receive(running, Duration::ZERO, |job| {
-                accept(tokenizer, template, context_len, job)
-            });
+            let prompter = Prompter {
+                tokenizer: &self.tokenizer,
+                template: &self.template,
+                vocab: &self.vocab,
+                context_len: self.config.context_len,
+            };
+            let open = self
+                .queue
+                .receive(running, Duration::ZERO, |job| prompter.accept(job));
             if !open {
                 return self.shut_down();
             }
@@ -215,59 +222,70 @@ impl<M: StepModel> Worker<M> {
     }
 }
 
-/// Renders and tokenizes the prompt; refuses a request it cannot take.
-fn accept(
-    tokenizer: &GgufTokenizer,
-    template: &ChatTemplate,
+/// What the thread needs to take a job in: render, tokenize and constrain its prompt.
+struct Prompter<'a> {
+    tokenizer: &'a GgufTokenizer,
+    template: &'a ChatTemplate,
+    vocab: &'a LazyVocab,
     context_len: usize,
-    job: Job,
-) -> Result<Admitted, Refused> {
-    let prepared = catch_unwind(AssertUnwindSafe(|| {
-        prompt_tokens(tokenizer, template, context_len, &job.req)
-    }));
-    let result = prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
-    // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
-    let resumed = if job.req.resume_text.is_empty() {
-        0
-    } else {
-        tokenizer
-            .encode(&job.req.resume_text)
-            .map(|t| t.len() as u32)
-            .unwrap_or(0)
-    };
-    let mut params = job.req.params;
-    params.max_tokens = params.max_tokens.saturating_sub(resumed);
-    match result {
-        Ok(prompt) => Ok(Admitted {
-            prompt,
-            params,
-            cancel: job.req.cancel,
-            tx: job.tx,
-            received: job.received,
-        }),
-        Err(e) => Err(Refused(job.tx, e)),
-    }
 }
 
-fn prompt_tokens(
-    tokenizer: &GgufTokenizer,
-    template: &ChatTemplate,
-    context_len: usize,
-    req: &GenerateRequest,
-) -> Result<Vec<u32>, EngineError> {
-    let segments = template.prompt_segments(&req.messages, &req.resume_text)?;
-    let prompt = tokenizer.encode_prompt(&segments)?;
-    if prompt.is_empty() {
-        return Err(EngineError::InvalidParams("the prompt is empty".into()));
+impl Prompter<'_> {
+    /// Renders and tokenizes the prompt and builds the answer's grammar constraint (at the
+    /// resumed point); refuses a request it cannot take.
+    fn accept(&self, job: Job) -> Result<Admitted, Refused> {
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            let prompt = self.prompt_tokens(&job.req)?;
+            let format = job.req.params.response_format.as_deref();
+            let vocab = || self.vocab.get(self.tokenizer);
+            Ok((
+                prompt,
+                Constraint::new(format, &job.req.resume_text, vocab)?,
+            ))
+        }));
+        let result =
+            prepared.unwrap_or_else(|panic| Err(panic_error("preparing the prompt", panic)));
+        // `max_tokens` bounds the whole answer: a resumed answer has already spent part of it.
+        let resumed = if job.req.resume_text.is_empty() {
+            0
+        } else {
+            self.tokenizer
+                .encode(&job.req.resume_text)
+                .map(|t| t.len() as u32)
+                .unwrap_or(0)
+        };
+        let mut params = job.req.params;
+        params.max_tokens = params.max_tokens.saturating_sub(resumed);
+        match result {
+            Ok((prompt, constraint)) => Ok(Admitted {
+                prompt,
+                params,
+                constraint,
+                cancel: job.req.cancel,
+                tx: job.tx,
+                received: job.received,
+            }),
+            Err(e) => Err(Refused(job.tx, e)),
+        }
     }
-    // At least one position must remain for the first answer token.
-    if prompt.len() >= context_len {
-        return Err(EngineError::PromptTooLong {
-            prompt_tokens: prompt.len() as u32,
-            context_len: context_len as u32,
-        });
+
+    fn prompt_tokens(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
+        let segments = self
+            .template
+            .prompt_segments(&req.messages, &req.resume_text)?;
+        let prompt = self.tokenizer.encode_prompt(&segments)?;
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParams("the prompt is empty".into()));
+        }
+        // At least one position must remain for the first answer token.
+        if prompt.len() >= self.context_len {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: prompt.len() as u32,
+                context_len: self.context_len as u32,
+            });
+        }
+        Ok(prompt)
     }
-    Ok(prompt)
 }
 
 /// One forward pass, with panics and a wrong number of results turned into errors.

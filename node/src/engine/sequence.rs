@@ -7,6 +7,7 @@ use candle_core::Tensor;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::constraint::Constraint;
 use super::sampling::{Pushed, Sampler, TextStream};
 use super::stats::GenMetrics;
 use super::tokenizer::GgufTokenizer;
@@ -60,6 +61,8 @@ impl StepModel for orrery_cpu::Model {
 pub struct Admitted {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
+    /// The response format's grammar state, if the answer has one.
+    pub constraint: Option<Constraint>,
     pub cancel: CancellationToken,
     pub tx: UnboundedSender<GenEvent>,
     /// When `generate` was called.
@@ -103,12 +106,14 @@ pub struct Sequence<S> {
     generated: u32,
     sampler: Sampler,
     stream: TextStream,
+    constraint: Option<Constraint>,
     first_token: Option<Instant>,
 }
 
 impl<S> Sequence<S> {
-    pub fn new(state: S, req: Admitted) -> Self {
+    pub fn new(state: S, mut req: Admitted) -> Self {
         Sequence {
+            constraint: req.constraint.take(),
             sampler: Sampler::new(&req.params),
             stream: TextStream::new(&req.params.stop),
             state,
@@ -168,9 +173,7 @@ impl<S> Sequence<S> {
         } else {
             self.pos += 1;
         }
-        let logits = Tensor::from_slice(logits, logits.len(), &candle_core::Device::Cpu)
-            .map_err(|e| EngineError::Inference(format!("logits: {e}")))?;
-        let token = self.sampler.sample(&logits)?;
+        let token = self.pick(logits)?;
         if self.first_token.is_none() {
             let now = Instant::now();
             self.first_token = Some(now);
@@ -178,6 +181,9 @@ impl<S> Sequence<S> {
         }
         if tok.is_end_of_turn(token) {
             return Ok(Some(FinishReason::Stop));
+        }
+        if let Some(c) = &mut self.constraint {
+            c.accept(token)?;
         }
         self.generated += 1;
         self.last = [token];
@@ -189,11 +195,36 @@ impl<S> Sequence<S> {
                 return Ok(Some(FinishReason::Stop));
             }
         }
+        if self
+            .constraint
+            .as_ref()
+            .is_some_and(Constraint::is_finished)
+        {
+            return Ok(Some(FinishReason::Stop));
+        }
         // The sampled token still has to be fed at position `pos`, which must be in the context.
         if self.generated >= self.req.params.max_tokens || self.pos >= limits.context_len {
             return Ok(Some(FinishReason::Length));
         }
         Ok(None)
+    }
+
+    /// Samples the next token; under a response format, only from the tokens it allows (the
+    /// end of turn included only where the answer may end).
+    fn pick(&mut self, logits: &[f32]) -> Result<u32, EngineError> {
+        let masked;
+        let logits = match &self.constraint {
+            None => logits,
+            Some(c) => {
+                let mut copy = logits.to_vec();
+                c.mask(&mut copy)?;
+                masked = copy;
+                masked.as_slice()
+            }
+        };
+        let logits = Tensor::from_slice(logits, logits.len(), &candle_core::Device::Cpu)
+            .map_err(|e| EngineError::Inference(format!("logits: {e}")))?;
+        self.sampler.sample(&logits)
     }
 
     fn emit(&self, text: String) {

@@ -160,8 +160,12 @@ impl Engine for SyntheticEngine {
     }
 }
 
-/// Counts the prompt; refuses one that leaves no room in the context.
+/// Counts the prompt; refuses one that leaves no room in the context, and any response format
+/// (it makes no JSON).
 fn accept(job: Job, context_len: u32) -> Result<Pending, Refused> {
+    if let Err(e) = super::refuse_response_format(&job.req.params, "the synthetic engine") {
+        return Err(Refused(job.tx, e));
+    }
     let prompt_tokens = synthetic_prompt_tokens(&job.req.messages, &job.req.resume_text);
     if prompt_tokens >= context_len {
         let e = EngineError::PromptTooLong {

@@ -5,6 +5,7 @@ mod admin;
 pub mod auth;
 pub mod error;
 pub mod follow;
+mod formats;
 mod guard;
 pub mod observe;
 pub mod ollama;

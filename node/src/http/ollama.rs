@@ -6,10 +6,11 @@
 use super::AppState;
 use super::error::{ApiError, add_auth_headers};
 use super::follow::{self, Delta};
+use super::formats;
 use crate::asks::records::rfc3339;
 use crate::asks::{AskEnd, AskRequest};
 use crate::config::{ModelConfig, ModelSource};
-use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::engine::{ChatMessage, ResponseFormat, Role, SamplingParams};
 use crate::users::Caller;
 use crate::workflows::AskOutcome;
 use axum::Router;
@@ -20,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use orrery_cpu::grammar::Json as OrderedJson;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -180,6 +182,7 @@ struct ChatRequest {
     messages: Vec<InMessage>,
     stream: Option<bool>,
     options: Option<Options>,
+    format: Option<OrderedJson>,
     tools: Option<Vec<Value>>,
     #[serde(flatten)]
     _ignored: Map<String, Value>,
@@ -193,12 +196,24 @@ struct GenerateRequest {
     system: Option<String>,
     stream: Option<bool>,
     options: Option<Options>,
+    format: Option<OrderedJson>,
     images: Option<Vec<Value>>,
     #[serde(flatten)]
     _ignored: Map<String, Value>,
 }
 
-fn params(o: Option<Options>) -> SamplingParams {
+/// `format` as a response format whose schema compiles, or a 400 naming what is wrong.
+async fn checked_format(
+    format: Option<OrderedJson>,
+) -> Result<Option<ResponseFormat>, OllamaError> {
+    let format = formats::from_ollama(format).map_err(|e| OllamaError::bad(e.message))?;
+    formats::check(format.as_ref())
+        .await
+        .map_err(|e| OllamaError::bad(e.message))?;
+    Ok(format)
+}
+
+fn params(o: Option<Options>, format: Option<ResponseFormat>) -> SamplingParams {
     let o = o.unwrap_or_default();
     let d = SamplingParams::default();
     SamplingParams {
@@ -211,6 +226,7 @@ fn params(o: Option<Options>) -> SamplingParams {
         top_p: o.top_p.or(d.top_p),
         seed: o.seed.unwrap_or(d.seed),
         stop: o.stop.unwrap_or_default(),
+        response_format: format.map(Box::new),
     }
 }
 
@@ -325,6 +341,7 @@ async fn chat(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: ChatRequest = parse(&body)?;
+    let format = checked_format(r.format).await?;
     if r.tools.is_some_and(|t| !t.is_empty()) {
         return Err(OllamaError::bad("tools are not supported"));
     }
@@ -342,7 +359,7 @@ async fn chat(
         user: String::new(),
         model: Some(model_id(&r.model).to_string()),
         messages,
-        params: params(r.options),
+        params: params(r.options, format),
         priority: None,
     };
     answer(
@@ -362,6 +379,7 @@ async fn generate(
     body: Bytes,
 ) -> Result<Response, OllamaError> {
     let r: GenerateRequest = parse(&body)?;
+    let format = checked_format(r.format).await?;
     if r.images.is_some_and(|i| !i.is_empty()) {
         return Err(OllamaError::bad("images are not supported"));
     }
@@ -388,7 +406,7 @@ async fn generate(
         user: String::new(),
         model: Some(id.to_string()),
         messages,
-        params: params(r.options),
+        params: params(r.options, format),
         priority: None,
     };
     answer(
@@ -420,7 +438,7 @@ mod tests {
             ),
         ];
         for (o, max, temp) in table {
-            let p = params(Some(serde_json::from_value(o.clone()).unwrap()));
+            let p = params(Some(serde_json::from_value(o.clone()).unwrap()), None);
             assert_eq!((p.max_tokens, p.temperature), (max, temp), "{o}");
         }
     }

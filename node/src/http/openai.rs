@@ -6,6 +6,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::follow::{self, Delta};
+use super::formats::{self, OpenAiFormat};
 pub use super::openai_error::{OpenAiCaller, OpenAiError};
 use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams};
@@ -117,7 +118,7 @@ struct ChatRequest {
     n: Option<u32>,
     tools: Option<Vec<Value>>,
     logprobs: Option<bool>,
-    response_format: Option<Value>,
+    response_format: Option<OpenAiFormat>,
     /// Everything else OpenAI accepts (penalties, logit_bias, user, metadata, ...) is ignored.
     #[serde(flatten)]
     _ignored: Map<String, Value>,
@@ -203,17 +204,8 @@ fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
             "unsupported_parameter",
         ));
     }
-    if let Some(f) = r.response_format
-        && f.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "text")
-    {
-        return Err(OpenAiError::invalid(
-            "only the text response format is supported",
-            Some("response_format"),
-            "unsupported_parameter",
-        ));
-    }
+    let response_format = formats::from_openai(r.response_format)
+        .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))?;
     let d = SamplingParams::default();
     let params = SamplingParams {
         max_tokens: r
@@ -228,6 +220,7 @@ fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
             Some(Stop::One(s)) => vec![s],
             Some(Stop::Many(v)) => v,
         },
+        response_format: response_format.map(Box::new),
     };
     let include_usage = r.stream_options.unwrap_or_default().include_usage == Some(true);
     let ask = AskRequest {
@@ -238,6 +231,14 @@ fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
         priority: None,
     };
     Ok((ask, r.stream == Some(true), include_usage))
+}
+
+/// Compiles the request's response format (off the runtime) so an unsupported schema is a 400
+/// before the ask starts.
+async fn check_format(ask: &AskRequest) -> Result<(), OpenAiError> {
+    formats::check(ask.params.response_format.as_deref())
+        .await
+        .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))
 }
 
 fn usage(o: &AskOutcome) -> Value {
@@ -277,6 +278,7 @@ async fn chat_completions(
         )
     })?;
     let (ask, stream, include_usage) = to_ask(req)?;
+    check_format(&ask).await?;
     let (started, rx) = follow::start_followed(&s, &caller, ask, "openai").await?;
     let id = started.id.to_string();
     let model = started.model.to_string();
@@ -376,6 +378,25 @@ mod tests {
         assert_eq!(ask.params.stop.len(), 2);
     }
 
+    #[tokio::test]
+    async fn an_unsupported_schema_names_keyword_and_place() {
+        let req: ChatRequest = serde_json::from_str(
+            r#"{"model": "m", "messages": [], "response_format": {"type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "object",
+                "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}}}}"#,
+        )
+        .unwrap();
+        let (ask, ..) = to_ask(req).unwrap();
+        let e = check_format(&ask).await.unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert_eq!(e.param, Some("response_format"));
+        assert!(
+            e.message.contains("pattern") && e.message.contains("#/properties/id"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn unsupported_requests_say_which_parameter() {
         // (request, wanted status, wanted param)
@@ -398,7 +419,7 @@ mod tests {
                 Some("logprobs"),
             ),
             (
-                json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}),
+                json!({"model": "m", "messages": [], "response_format": {"type": "xml"}}),
                 400,
                 Some("response_format"),
             ),

@@ -1,6 +1,7 @@
 //! The conversation and sampling types every front door (WebSocket, REST, OpenAI, Ollama), the
 //! workflows and the engines share.
 
+use orrery_cpu::grammar::{Grammar, SchemaError, SchemaOptions, compile_schema};
 use serde::{Deserialize, Serialize};
 
 /// Sampling parameters out of range; the message lists every violation.
@@ -62,6 +63,45 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Generation stops before the first occurrence of any of these; the match is not emitted.
     pub stop: Vec<String>,
+    /// A form the answer must take (JSON), enforced token by token. Absent in payloads written
+    /// before structured output existed, and left out when `None` so those stay as they were.
+    /// Boxed: these parameters travel in every generate message, most of them without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Box<ResponseFormat>>,
+}
+
+/// The schema `json_object` mode compiles: any JSON object, as OpenAI's mode and Ollama's
+/// `"format": "json"` promise (llama.cpp does the same).
+const JSON_OBJECT_SCHEMA: &str = r#"{"type":"object"}"#;
+
+/// The form an answer must take: OpenAI's `response_format` (`json_object`, `json_schema`) and
+/// Ollama's `format` (`"json"`, a schema). Plain text is the absence of one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against a schema (the subset in docs/structured-output.md).
+    JsonSchema {
+        name: String,
+        /// The schema as JSON text, in the client's key order: properties are generated in it,
+        /// and a parsed `serde_json::Value` would sort them.
+        schema_text: String,
+        /// OpenAI's `strict`. The schema is always enforced here; kept to pass on to backends.
+        strict: bool,
+    },
+}
+
+impl ResponseFormat {
+    /// The grammar that enforces this format. Compiling is deterministic, so every node that
+    /// resumes an answer gets the same grammar.
+    pub fn grammar(&self) -> Result<Grammar, SchemaError> {
+        let options = SchemaOptions::default();
+        match self {
+            ResponseFormat::JsonObject => compile_schema(JSON_OBJECT_SCHEMA, &options),
+            ResponseFormat::JsonSchema { schema_text, .. } => compile_schema(schema_text, &options),
+        }
+    }
 }
 
 impl Default for SamplingParams {
@@ -72,6 +112,7 @@ impl Default for SamplingParams {
             top_p: None,
             seed: 0,
             stop: Vec::new(),
+            response_format: None,
         }
     }
 }
@@ -111,6 +152,15 @@ impl SamplingParams {
                     s.len()
                 ));
             }
+        }
+        // Only that the schema is JSON (linear and cheap): compiling it can take a while for a
+        // hostile schema, so the HTTP APIs compile it off the async runtime before an ask starts
+        // and the engine compiles it on its inference thread.
+        if let Some(format) = &self.response_format
+            && let ResponseFormat::JsonSchema { schema_text, .. } = &**format
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(schema_text)
+        {
+            problems.push(format!("response_format: the schema is not JSON: {e}"));
         }
         if problems.is_empty() {
             Ok(())

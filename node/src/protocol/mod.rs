@@ -10,7 +10,7 @@ pub mod names;
 pub mod snapshot;
 
 pub use ask::{AskOutcome, INVALID_REQUEST, NO_CAPACITY, Priority, UNKNOWN_MODEL};
-pub use chat::{ChatMessage, FinishReason, Role, SamplingParams};
+pub use chat::{ChatMessage, FinishReason, ResponseFormat, Role, SamplingParams};
 pub use ids::{ModelId, NodeId, RequestId};
 pub use live::{LiveEvent, LiveStage};
 pub use names::{

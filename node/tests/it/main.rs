@@ -15,5 +15,6 @@ mod python_clients;
 mod pytools;
 mod rest;
 mod scaling;
+mod structured;
 mod supervision;
 mod websocket;

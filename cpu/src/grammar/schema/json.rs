@@ -8,9 +8,10 @@ use rustc_hash::FxHashMap;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A JSON value; objects are key-value pairs in order (a repeated key keeps its last value, in
-/// its first place).
+/// its first place). Public so that an API can read a request's schema in its own order and pass
+/// it on as text (`Display` writes compact JSON).
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Json {
+pub enum Json {
     Null,
     Bool(bool),
     Number(serde_json::Number),

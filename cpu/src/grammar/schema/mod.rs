@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Grammar, GrammarBuilder, GrammarError, RuleId, Term};
 use builtin::Builtin;
-use json::Json;
+pub use json::Json;
 
 /// Where the generated JSON may have whitespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
