@@ -18,3 +18,6 @@ pub mod temporal;
 pub mod users;
 pub mod worker;
 pub mod workflows;
+
+#[cfg(test)]
+mod fuzz_tests;

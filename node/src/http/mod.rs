@@ -7,6 +7,10 @@ pub mod error;
 pub mod follow;
 mod formats;
 mod guard;
+#[cfg(test)]
+pub(crate) use guard::{
+    host_allowed as guard_host_allowed, origin_allowed as guard_origin_allowed,
+};
 pub mod observe;
 pub mod ollama;
 pub mod openai;

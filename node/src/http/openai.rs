@@ -104,7 +104,7 @@ struct StreamOptions {
 }
 
 #[derive(Debug, Deserialize)]
-struct ChatRequest {
+pub(crate) struct ChatRequest {
     model: Option<String>,
     messages: Option<Vec<InMessage>>,
     max_tokens: Option<u32>,
@@ -168,7 +168,7 @@ fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
 }
 
 /// A chat request as an ask, or the OpenAI error that says what is wrong with it.
-fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
+pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
     let Some(model) = r.model.filter(|m| !m.is_empty()) else {
         return Err(OpenAiError::invalid(
             "you must provide a model parameter",
