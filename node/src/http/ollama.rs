@@ -299,9 +299,17 @@ async fn answer(
     caller: &Caller,
     shape: Shape,
     model_name: String,
-    ask: AskRequest,
+    messages: Vec<ChatMessage>,
+    params: SamplingParams,
     stream: bool,
 ) -> Result<Response, OllamaError> {
+    let ask = AskRequest {
+        user: String::new(),
+        model: Some(model_id(&model_name).to_string()),
+        messages,
+        params,
+        priority: None,
+    };
     let (started, rx) = follow::start_followed(s, caller, ask, "ollama").await?;
     let request_id = started.id.to_string();
     let mut resp = if stream {
@@ -355,22 +363,9 @@ async fn chat(
             content: m.content,
         });
     }
-    let ask = AskRequest {
-        user: String::new(),
-        model: Some(model_id(&r.model).to_string()),
-        messages,
-        params: params(r.options, format),
-        priority: None,
-    };
-    answer(
-        &s,
-        &caller,
-        Shape::Chat,
-        r.model,
-        ask,
-        r.stream != Some(false),
-    )
-    .await
+    let params = params(r.options, format);
+    let stream = r.stream != Some(false);
+    answer(&s, &caller, Shape::Chat, r.model, messages, params, stream).await
 }
 
 async fn generate(
@@ -402,22 +397,9 @@ async fn generate(
         messages.push(ChatMessage::new(Role::System, system));
     }
     messages.push(ChatMessage::new(Role::User, r.prompt));
-    let ask = AskRequest {
-        user: String::new(),
-        model: Some(id.to_string()),
-        messages,
-        params: params(r.options, format),
-        priority: None,
-    };
-    answer(
-        &s,
-        &caller,
-        Shape::Generate,
-        r.model,
-        ask,
-        r.stream != Some(false),
-    )
-    .await
+    let params = params(r.options, format);
+    let stream = r.stream != Some(false);
+    answer(&s, &caller, Shape::Generate, r.model, messages, params, stream).await
 }
 
 #[cfg(test)]
