@@ -399,7 +399,16 @@ async fn generate(
     messages.push(ChatMessage::new(Role::User, r.prompt));
     let params = params(r.options, format);
     let stream = r.stream != Some(false);
-    answer(&s, &caller, Shape::Generate, r.model, messages, params, stream).await
+    answer(
+        &s,
+        &caller,
+        Shape::Generate,
+        r.model,
+        messages,
+        params,
+        stream,
+    )
+    .await
 }
 
 #[cfg(test)]
