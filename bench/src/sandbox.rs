@@ -184,4 +184,5 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// refuse most of it) so that the figures measure serving, not the limiter.
 pub const UNLIMITED_USERS: &str = "[auth.tiers.free]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n\
      [auth.tiers.premium]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n\
-     [auth.tiers.enterprise]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n";
+     [auth.tiers.enterprise]\nmax_concurrent = 100000\nrequests_per_minute = 100000000\n\
+     [http]\nmax_ws_per_user = 100000\nmax_ws_per_ip = 100000\nmax_connections = 100000\n";

@@ -149,6 +149,7 @@ async fn run_node(
         tasks: TaskTracker::new(),
         cluster,
         auth,
+        ws_sessions: Default::default(),
     };
     let stop_accepting = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.http).await?;

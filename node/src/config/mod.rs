@@ -152,6 +152,11 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Open WebSocket sessions per user and per client address.
+    pub max_ws_per_user: usize,
+    pub max_ws_per_ip: usize,
+    /// A socket that sends nothing (not even a pong to the node's pings) for this long is closed.
+    pub ws_idle: Duration,
 }
 
 /// The node mesh. Without `listen` the node runs alone.

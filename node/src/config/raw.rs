@@ -35,6 +35,9 @@ pub(super) struct RawHttp {
     pub(super) allowed_hosts: Vec<String>,
     pub(super) header_read_timeout_secs: Option<u64>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_ws_per_user: Option<usize>,
+    pub(super) max_ws_per_ip: Option<usize>,
+    pub(super) ws_idle_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,7 +42,7 @@ impl ApiError {
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" | "forbidden_origin" | "forbidden_host" => StatusCode::FORBIDDEN,
             "already_finished" => StatusCode::CONFLICT,
-            "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests" | "too_many_sessions" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" | "no_capacity" => StatusCode::SERVICE_UNAVAILABLE,
             "internal" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

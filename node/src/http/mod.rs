@@ -49,6 +49,8 @@ pub struct AppState {
     pub cluster: tokio::sync::watch::Receiver<Vec<crate::protocol::NodeRow>>,
     /// API keys and per-user limits.
     pub auth: Arc<auth::Auth>,
+    /// Open WebSocket sessions, per user and per address.
+    pub ws_sessions: ws::Sessions,
 }
 
 pub fn router(state: AppState) -> Router {

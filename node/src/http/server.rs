@@ -4,6 +4,7 @@
 
 use crate::config::HttpConfig;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -42,7 +43,9 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that want the client's address read it as axum's `ConnectInfo`.
+        let with_peer = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let service = TowerToHyperService::new(with_peer);
         let stop = stop.clone();
         let timeout = limits.header_read_timeout;
         connections.spawn(async move {

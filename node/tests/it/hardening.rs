@@ -1,10 +1,12 @@
 //! What a hostile page, a careless client and a slow one can do to a node, and what it cannot:
-//! a cross-site page cannot open `/ws` or post an ask, a DNS-rebinding page (a foreign `Host`)
+//! one user cannot hold more sockets than the cap, a socket that answers no ping is closed as
+//! idle, a cross-site page cannot open `/ws` or post an ask, a DNS-rebinding page (a foreign `Host`)
 //! gets nothing from a loopback node, the cluster view needs a key and hides mesh addresses, an
 //! ask with too many messages is refused before any workflow starts, a connection that never
 //! sends a request is closed, and a model that cannot load is not retried for every ask.
 
 use crate::harness::Sandbox;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +29,8 @@ async fn raw_get(addr: &str, path: &str, host: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_pages_and_careless_clients_are_refused() {
     let sb = Sandbox::start().await;
-    let config = "[limits]\nmax_messages = 4\n[http]\nheader_read_timeout_secs = 2\n\
+    let config = "[limits]\nmax_messages = 4\n\
+                  [http]\nheader_read_timeout_secs = 2\nmax_ws_per_user = 2\nws_idle_secs = 2\n\
                   [[models]]\nid = \"synthetic\"\nsource = \"synthetic:200\"\n\
                   [[models]]\nid = \"broken\"\nsource = \"path:/nonexistent/broken.gguf\"\nload = false\n";
     let keys = format!("{KEY}:harden:premium");
@@ -46,6 +49,37 @@ async fn hostile_pages_and_careless_clients_are_refused() {
         req.headers_mut().insert("origin", origin.parse().unwrap());
         tokio_tungstenite::connect_async(req)
     };
+    // One user may hold two sockets here; a third is refused before the upgrade.
+    let (mut s1, _) = ws(&node.http).await.unwrap();
+    let (mut s2, _) = ws(&node.http).await.unwrap();
+    match ws(&node.http).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("a third socket must be refused: {:?}", other.map(|_| ())),
+    }
+    // Sockets that never answer the node's pings are closed as idle. (The client answers pings
+    // only while it reads, so it stays silent, without reading, for longer than ws_idle_secs:
+    // the silence is what is tested, not a wait for readiness.)
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for s in [&mut s1, &mut s2] {
+        // The node's close frame ("idle"), or the closed connection when the client's queued
+        // pong hits it first: either way the node ended the socket.
+        let ended = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(m) = s.next().await {
+                match m {
+                    Ok(tokio_tungstenite::tungstenite::Message::Close(f)) => {
+                        return f.map(|f| f.reason.to_string()).unwrap_or_default();
+                    }
+                    Ok(_) => {}
+                    Err(e) => return format!("closed: {e}"),
+                }
+            }
+            "closed".to_string()
+        })
+        .await;
+        let how = ended.expect("the idle socket must be closed by the node");
+        assert!(how == "idle" || how.starts_with("closed"), "{how}");
+    }
+
     match ws("http://evil.example").await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
         other => panic!(
@@ -53,10 +87,16 @@ async fn hostile_pages_and_careless_clients_are_refused() {
             other.map(|_| ())
         ),
     }
-    assert!(
-        ws(&node.http).await.is_ok(),
-        "the node's own page may open /ws"
-    );
+    // The node's own page may open /ws (once the idle sessions' places are back).
+    crate::harness::wait_for(
+        "a socket from the node's own page",
+        Duration::from_secs(10),
+        || {
+            let attempt = ws(&node.http);
+            async move { attempt.await.ok().map(|_| ()) }
+        },
+    )
+    .await;
 
     // CSRF: a cross-site POST is refused before it is read; the same POST without Origin (a
     // program, not a page) is taken.

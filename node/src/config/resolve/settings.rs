@@ -101,7 +101,21 @@ pub(super) fn http(h: RawHttp, env: &Env, errors: &mut Vec<String>) -> HttpConfi
     if max_connections == 0 {
         errors.push("http.max_connections must be positive".into());
     }
+    let (per_user, per_ip) = (
+        h.max_ws_per_user.unwrap_or(32),
+        h.max_ws_per_ip.unwrap_or(64),
+    );
+    if per_user == 0 || per_ip == 0 {
+        errors.push("http.max_ws_per_user and max_ws_per_ip must be positive".into());
+    }
+    let idle = h.ws_idle_secs.unwrap_or(90);
+    if !(2..=3600).contains(&idle) {
+        errors.push("http.ws_idle_secs out of range 2..=3600".into());
+    }
     HttpConfig {
+        max_ws_per_user: per_user,
+        max_ws_per_ip: per_ip,
+        ws_idle: Duration::from_secs(idle),
         allowed_origins,
         allowed_hosts: h.allowed_hosts.iter().map(|s| s.to_lowercase()).collect(),
         header_read_timeout: Duration::from_secs(timeout),

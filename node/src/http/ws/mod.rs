@@ -2,8 +2,10 @@
 //! frame is answered with an error frame and changes nothing else.
 
 mod frames;
+mod sessions;
 
 pub use frames::{CLIENT_TYPES, ClientFrame, ServerFrame};
+pub use sessions::{SessionPermit, Sessions};
 
 use super::error::ApiError;
 use super::{AppState, follow};
@@ -11,12 +13,14 @@ use crate::actors::mesh;
 use crate::asks::AskFields;
 use crate::protocol::{LiveEvent, LiveStage, NodeRow, RequestId};
 use crate::users::Caller;
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
 use frames::{ErrorBody, FrameLimits, ModelEntry};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use tokio::sync::mpsc;
 
 /// Asks one socket may have in flight at once.
@@ -24,13 +28,26 @@ const MAX_IN_FLIGHT_PER_SOCKET: usize = 16;
 
 /// Authenticates before upgrading (`Authorization: Bearer …` or `?api_key=`): a refused socket
 /// never opens.
+/// A client over its session caps is refused with 429 before the upgrade.
 pub async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let limits = &state.asks.config.http_server;
+    let ip = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    let user = caller.user.to_string();
+    let permit =
+        match state
+            .ws_sessions
+            .open(&user, ip, limits.max_ws_per_user, limits.max_ws_per_ip)
+        {
+            Ok(p) => p,
+            Err(why) => return ApiError::new("too_many_sessions", why).into_response(),
+        };
     ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| session(socket, state, caller))
+        .on_upgrade(move |socket| session(socket, state, caller, permit))
 }
 
 /// The cluster view without mesh addresses.
@@ -57,7 +74,7 @@ async fn models(state: &AppState) -> Vec<ModelEntry> {
         .collect()
 }
 
-async fn session(socket: WebSocket, state: AppState, caller: Caller) {
+async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: SessionPermit) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ServerFrame>();
     let (live_tx, mut live_rx) = mpsc::unbounded_channel::<(RequestId, LiveEvent)>();
@@ -80,16 +97,33 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller) {
         },
     });
 
+    // The node pings; a socket silent for `ws_idle` (no frame, no pong) is closed.
+    let idle = state.asks.config.http_server.ws_idle;
+    let mut ping = tokio::time::interval(idle / 3);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
             // Live events first: a chunk already queued goes out before the end of its ask.
             biased;
             _ = state.shutdown.cancelled() => break,
+            _ = ping.tick() => {
+                if heard.elapsed() >= idle {
+                    let close = CloseFrame { code: close_code::AWAY, reason: "idle".into() };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    break;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             Some((id, ev)) = live_rx.recv() => ServerFrame::live(&id, ev),
             Some(f) = out_rx.recv() => f,
             Some(id) = ended_rx.recv() => { mine.remove(&id); continue; }
             Ok(()) = cluster.changed() => ServerFrame::Cluster { nodes: public(&cluster.borrow_and_update()) },
             incoming = stream.next() => {
+                heard = tokio::time::Instant::now();
                 let text = match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                     Some(Ok(Message::Text(t))) => t.to_string(),
