@@ -116,6 +116,11 @@ impl EmbeddedTemporal {
         })
     }
 
+    /// Kills the server at once (SIGKILL), as a crash would; its database file stays.
+    pub async fn crash(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Asks the server to stop, and kills it if it does not within a few seconds.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {

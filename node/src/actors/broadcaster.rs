@@ -71,7 +71,8 @@ impl Followers {
         self.len() == 0
     }
 
-    fn deliver(&self, request_id: RequestId, event: LiveEvent) {
+    /// Hands an event to the session following `request_id` on this node, if any.
+    pub fn deliver(&self, request_id: RequestId, event: LiveEvent) {
         let mut map = self.lock();
         let Some(f) = map.get_mut(&request_id) else {
             return;

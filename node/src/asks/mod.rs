@@ -14,8 +14,8 @@ use crate::actors::mesh;
 use crate::actors::resource_manager::ResourceManagerMsg;
 use crate::config::Config;
 use crate::protocol::{
-    AskOutcome, CLUSTER_TASK_QUEUE, INVALID_REQUEST, ModelId, NO_CAPACITY, Priority, RequestId,
-    Role, UNKNOWN_MODEL,
+    AskOutcome, CLUSTER_TASK_QUEUE, INVALID_REQUEST, LiveEvent, LiveStage, ModelId, NO_CAPACITY,
+    Priority, RequestId, Role, UNKNOWN_MODEL,
 };
 use crate::workflows::ask::{AskInput, AskWorkflow};
 use std::sync::Arc;
@@ -171,22 +171,45 @@ impl AskService {
         end
     }
 
-    /// The ask's end from its workflow's durable result (waits while it runs); no side effects.
+    /// The ask's end from its workflow's durable result (waits while it runs). While Temporal
+    /// does not answer, it keeps waiting (up to `limits.temporal_outage`), and tells the ask's
+    /// follower on this node it is reconnecting: the ask itself goes on.
     pub async fn outcome(&self, id: &RequestId) -> AskEnd {
         let handle = self
             .client
             .get_workflow_handle::<AskWorkflow>(id.to_string());
-        match handle.get_result(WorkflowGetResultOptions::default()).await {
-            Ok(outcome) => AskEnd::Done(outcome),
-            Err(WorkflowGetResultError::Cancelled { .. }) => AskEnd::Cancelled,
-            Err(WorkflowGetResultError::Failed(e)) => {
-                let (code, message) = describe_failure(&e);
-                AskEnd::Failed { code, message }
+        let deadline = Instant::now() + self.config.limits.temporal_outage;
+        let mut backoff = std::time::Duration::from_millis(250);
+        let mut told = false;
+        loop {
+            let e = match handle.get_result(WorkflowGetResultOptions::default()).await {
+                Ok(outcome) => return AskEnd::Done(outcome),
+                Err(WorkflowGetResultError::Cancelled { .. }) => return AskEnd::Cancelled,
+                Err(WorkflowGetResultError::Failed(e)) => {
+                    let (code, message) = describe_failure(&e);
+                    return AskEnd::Failed { code, message };
+                }
+                Err(e) => e,
+            };
+            let transient = matches!(
+                &e,
+                WorkflowGetResultError::Rpc(_) | WorkflowGetResultError::Other(_)
+            );
+            if !transient || Instant::now() >= deadline {
+                let code = if transient { "unavailable" } else { "internal" };
+                return AskEnd::Failed {
+                    code: code.into(),
+                    message: e.to_string(),
+                };
             }
-            Err(e) => AskEnd::Failed {
-                code: "internal".into(),
-                message: e.to_string(),
-            },
+            if !told {
+                tracing::warn!(request.id = %id, error = %e, "temporal is not answering; waiting");
+                let reconnecting = LiveEvent::Status(LiveStage::Reconnecting);
+                self.followers.deliver(id.clone(), reconnecting);
+                told = true;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
         }
     }
 

@@ -137,6 +137,9 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Messages one ask may carry.
     pub max_messages: usize,
+    /// How long a Temporal outage may last before the asks waiting on it are reported failed
+    /// (they go on in Temporal; a client can still fetch their result).
+    pub temporal_outage: Duration,
 }
 
 /// What the HTTP server accepts (`[http]`).

@@ -130,4 +130,5 @@ pub(super) struct RawLimits {
     pub(super) heartbeat_timeout_secs: Option<u64>,
     pub(super) shutdown_grace_secs: Option<u64>,
     pub(super) max_messages: Option<usize>,
+    pub(super) temporal_outage_secs: Option<u64>,
 }

@@ -16,6 +16,8 @@ pub enum LiveStage {
     Generating {
         node: NodeId,
     },
+    /// The control plane (Temporal) does not answer; the ask goes on and is waited for.
+    Reconnecting,
 }
 
 /// One live event about one ask.

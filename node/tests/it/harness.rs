@@ -88,6 +88,25 @@ impl Sandbox {
         panic!("temporal dev server did not start: {last:?}");
     }
 
+    /// Kills the Temporal server (-9), waits `outage`, and starts it again on the same port with
+    /// the same database, as an operator's restart after a crash would.
+    pub async fn crash_temporal_for(&mut self, outage: Duration) {
+        let cli = orrery::setup::ensure_temporal_cli(&home()).expect("temporal CLI");
+        let port: u16 = self
+            .temporal
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("a port");
+        let db = self.dir.path().join("temporal.db");
+        self.temporal.crash().await;
+        // The outage itself is what is under test.
+        tokio::time::sleep(outage).await;
+        self.temporal = EmbeddedTemporal::start(&cli, port, None, &db)
+            .await
+            .expect("temporal restarts on its database");
+    }
+
     /// Starts a node process with `config` (TOML) and waits until it is ready.
     pub async fn node(&self, id: &str, config: &str) -> Node {
         self.node_with(id, config, NodeOpts::default()).await

@@ -11,6 +11,7 @@ mod harness;
 mod metrics;
 mod ollama;
 mod openai;
+mod outage;
 mod python_clients;
 mod pytools;
 mod rest;

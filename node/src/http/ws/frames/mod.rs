@@ -181,6 +181,7 @@ impl ServerFrame {
                 status("generating", Some(node), None, None)
             }
             LiveEvent::Status(LiveStage::Planning) => status("planning", None, None, None),
+            LiveEvent::Status(LiveStage::Reconnecting) => status("reconnecting", None, None, None),
             LiveEvent::Status(LiveStage::Queued {
                 position,
                 estimated_wait_ms,

@@ -1,0 +1,55 @@
+//! A Temporal outage longer than the client's own retries: the ask in flight is not reported
+//! failed; its user is told the node is reconnecting, and then gets the whole answer, with no
+//! text repeated.
+
+use crate::harness::{Client, Sandbox, apply_chunks};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ask_survives_a_temporal_crash_and_restart() {
+    let mut sb = Sandbox::start().await;
+    // 4 tokens a second, 40 tokens: the answer outlives a 12-second outage.
+    let config = "[[models]]\nid = \"synthetic\"\nsource = \"synthetic:4\"\n";
+    let node = sb.node("out1", config).await;
+    let (mut c, _hello) = Client::connect(&node).await;
+    c.send(json!({"type": "ask", "model": "synthetic", "prompt": "count", "max_tokens": 40}))
+        .await;
+    let (accepted, _) = c.until("accepted").await;
+    let id = accepted["request_id"].as_str().unwrap().to_string();
+    let (first, _) = c.until("chunk").await;
+
+    sb.crash_temporal_for(Duration::from_secs(12)).await;
+
+    // The ask's end, whatever it is (done, failed, cancelled), within a bound.
+    let mut frames = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let f = c.next().await;
+            if f["request_id"] == id.as_str()
+                && matches!(f["type"].as_str(), Some("done" | "failed" | "cancelled"))
+            {
+                return f;
+            }
+            frames.push(f);
+        }
+    })
+    .await
+    .expect("the ask ends");
+    assert_eq!(end["type"], "done", "{end}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["type"] == "status" && f["stage"] == "reconnecting"),
+        "the user is told the node is reconnecting: {frames:?}"
+    );
+    let want: Vec<String> = (0..40).map(orrery::engine::synthetic_token).collect();
+    assert_eq!(end["text"].as_str().unwrap(), want.concat(), "{end}");
+    let mut all = vec![first];
+    all.extend(frames);
+    let shown = apply_chunks(&all, &id);
+    assert!(
+        want.concat().starts_with(&shown),
+        "no repeated text: {shown:?}"
+    );
+}
