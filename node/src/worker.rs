@@ -63,6 +63,7 @@ struct Running {
 pub struct WorkerHostState {
     workers: Vec<Running>,
     draining: bool,
+    handle: NodeHandle,
 }
 
 pub struct WorkerHost;
@@ -94,6 +95,24 @@ fn options_for(queue: &str, config: &Config, handle: &NodeHandle) -> Result<Work
     }
 }
 
+/// Drives a worker's future on this thread; a panic in it becomes an error (the host then fails
+/// and the supervisor restarts it with fresh workers) instead of a thread that dies unheard.
+fn run_guarded(
+    handle: &tokio::runtime::Handle,
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(work))).unwrap_or_else(
+        |panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic".into());
+            Err(format!("the worker thread panicked: {msg}"))
+        },
+    )
+}
+
 async fn start_worker(
     queue: String,
     args: &WorkerHostArgs,
@@ -112,7 +131,7 @@ async fn start_worker(
     let thread = std::thread::Builder::new()
         .name(format!("worker:{queue}"))
         .spawn(move || {
-            let result = handle.block_on(async {
+            let result = run_guarded(&handle, async {
                 let opts = options_for(&q, &config, &node)?;
                 let mut worker = Worker::new(&rt, client, opts).map_err(|e| e.to_string())?;
                 if let Some(tx) = tx.take() {
@@ -180,9 +199,11 @@ impl Actor for WorkerHost {
                 }
             }
         }
+        args.handle.set_workers_up(true);
         Ok(WorkerHostState {
             workers,
             draining: false,
+            handle: args.handle.clone(),
         })
     }
 
@@ -203,6 +224,7 @@ impl Actor for WorkerHost {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerHostMsg::Exited { queue, error } => {
+                state.handle.set_workers_up(false);
                 if state.draining {
                     return Ok(());
                 }
@@ -217,10 +239,30 @@ impl Actor for WorkerHost {
             }
             WorkerHostMsg::Drain(reply) => {
                 state.draining = true;
+                state.handle.set_workers_up(false);
                 stop_all(&mut state.workers).await;
                 let _ = reply.send(());
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_worker_is_an_error_not_a_silent_thread() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let handle = rt.handle().clone();
+        let result =
+            std::thread::spawn(move || run_guarded(&handle, async { panic!("poll loop broke") }))
+                .join()
+                .expect("the thread itself does not die");
+        assert_eq!(
+            result,
+            Err("the worker thread panicked: poll loop broke".to_string())
+        );
     }
 }

@@ -10,6 +10,7 @@ use super::resource_manager::ResourceManagerMsg;
 use crate::protocol::{ModelId, NodeSnapshot};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, MessagingErr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ pub struct Slots {
 pub struct NodeHandle {
     slots: Arc<Slots>,
     holders: Holders,
+    /// Whether this node's Temporal workers poll now: a node without them is not ready and
+    /// takes no placements.
+    workers_up: Arc<AtomicBool>,
 }
 
 impl NodeHandle {
@@ -69,6 +73,19 @@ impl NodeHandle {
     /// This node's mesh membership; None when the node runs alone.
     pub fn membership(&self) -> Option<ActorRef<MembershipMsg>> {
         self.slots.membership.get()
+    }
+
+    pub fn workers_up(&self) -> bool {
+        self.workers_up.load(Ordering::SeqCst)
+    }
+
+    pub fn set_workers_up(&self, up: bool) {
+        self.workers_up.store(up, Ordering::SeqCst);
+    }
+
+    /// The flag itself, for the ResourceManager's snapshots.
+    pub fn workers_up_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.workers_up)
     }
 
     /// The loaded models' holders.

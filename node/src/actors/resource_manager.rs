@@ -6,6 +6,8 @@ use super::models::Holders;
 use crate::protocol::{ModelLoad, NodeId, NodeSnapshot, RequestId, groups};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Messages that may come from any node of the mesh.
@@ -28,6 +30,8 @@ pub struct ResourceManagerArgs {
     pub memory_budget: Option<u64>,
     /// The models loaded here (kept by the Models actor).
     pub holders: Holders,
+    /// Whether the node's Temporal workers poll: without them it reports itself draining.
+    pub workers_up: Arc<AtomicBool>,
 }
 
 pub struct ResourceManagerState {
@@ -35,6 +39,7 @@ pub struct ResourceManagerState {
     memory_budget: Option<u64>,
     system: sysinfo::System,
     holders: Holders,
+    workers_up: Arc<AtomicBool>,
     draining: bool,
 }
 
@@ -62,6 +67,7 @@ impl Actor for ResourceManager {
             memory_budget: args.memory_budget,
             system,
             holders: args.holders,
+            workers_up: args.workers_up,
             draining: false,
         })
     }
@@ -123,7 +129,9 @@ impl Actor for ResourceManager {
                     memory_total_bytes: state.system.total_memory(),
                     memory_available_bytes: state.system.available_memory(),
                     models,
-                    draining: state.draining,
+                    // Asks placed on a node whose workers are down would wait out their
+                    // schedule-to-start timeout: it takes none until they are back.
+                    draining: state.draining || !state.workers_up.load(Ordering::SeqCst),
                 });
             }
         }

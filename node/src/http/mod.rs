@@ -109,13 +109,15 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     let status = s.node.models_status().await.unwrap_or_default();
-    let ready = s.ready.load(Ordering::SeqCst);
+    // Not ready while the Temporal workers are down (being restarted): asks would wait.
+    let ready = s.ready.load(Ordering::SeqCst) && s.node.workers_up();
     let body = json!({
         "ready": ready,
         "node": s.asks.config.node_id,
         "models_loaded": status.loaded,
         "models_loading": status.loading,
         "models_failed": status.failed,
+        "workers_up": s.node.workers_up(),
     });
     let code = if ready {
         StatusCode::OK
