@@ -40,6 +40,8 @@ pub enum ModelHolderMsg {
     /// Starts waiting asks while slots are free (also sent to itself on a timer).
     Dispatch,
     Stats(RpcReplyPort<ModelStats>),
+    /// The engine itself, for work that needs no slot (counting a prompt's tokens).
+    Engine(RpcReplyPort<Arc<dyn Engine>>),
 }
 
 struct Waiting {
@@ -369,6 +371,9 @@ impl Actor for ModelHolder {
                 state.dispatch();
             }
             ModelHolderMsg::Dispatch => state.dispatch(),
+            ModelHolderMsg::Engine(reply) => {
+                let _ = reply.send(Arc::clone(&state.engine));
+            }
             ModelHolderMsg::Stats(reply) => {
                 let busy = !state.running.is_empty() || !state.waiting.items.is_empty();
                 if busy {

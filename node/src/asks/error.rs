@@ -15,6 +15,15 @@ pub enum AskError {
     InvalidParams(String),
     #[error("the prompt has {chars} characters; the limit is {limit}")]
     PromptTooLong { chars: usize, limit: usize },
+    #[error(
+        "the prompt is {prompt_tokens} tokens after the chat template; model `{model}` holds \
+         {context_len} (answer included)"
+    )]
+    ContextExceeded {
+        model: ModelId,
+        prompt_tokens: u32,
+        context_len: u32,
+    },
     #[error("no ask {0}")]
     UnknownRequest(RequestId),
     #[error("ask {0} belongs to another user")]
@@ -32,7 +41,7 @@ impl AskError {
             AskError::EmptyPrompt => "empty_prompt",
             AskError::MissingField(_) => "missing_field",
             AskError::InvalidParams(_) => "invalid_params",
-            AskError::PromptTooLong { .. } => "prompt_too_long",
+            AskError::PromptTooLong { .. } | AskError::ContextExceeded { .. } => "prompt_too_long",
             AskError::UnknownRequest(_) => "unknown_request",
             AskError::Forbidden(_) => "forbidden",
             AskError::Unavailable(_) => "unavailable",

@@ -10,8 +10,9 @@ pub use error::AskError;
 pub use request::{AskFields, AskRequest};
 
 use crate::actors::broadcaster::{Followers, Subscriber};
-use crate::actors::mesh;
+use crate::actors::model_holder::ModelHolderMsg;
 use crate::actors::resource_manager::ResourceManagerMsg;
+use crate::actors::{NodeHandle, mesh};
 use crate::config::Config;
 use crate::protocol::{
     AskOutcome, CLUSTER_TASK_QUEUE, INVALID_REQUEST, LiveEvent, LiveStage, ModelId, NO_CAPACITY,
@@ -96,6 +97,37 @@ impl AskService {
             origin: self.config.node_id.clone(),
             heartbeat_timeout_secs: self.config.limits.heartbeat_timeout.as_secs(),
         })
+    }
+
+    /// Refuses, before any workflow starts, a prompt that cannot fit the model's context, when
+    /// the model is loaded on this node (elsewhere the engine's own check answers it).
+    pub async fn check_context(&self, node: &NodeHandle, input: &AskInput) -> Result<(), AskError> {
+        let Some(holder) = node.holder(&input.model) else {
+            return Ok(());
+        };
+        let Ok(engine) = ractor::call_t!(holder, ModelHolderMsg::Engine, 2000) else {
+            return Ok(());
+        };
+        let info = engine.info();
+        // Remote backends tokenize for themselves; their count here is only an estimate.
+        if !matches!(info.kind.as_str(), "gguf" | "synthetic") {
+            return Ok(());
+        }
+        let messages = input.messages.clone();
+        let counting = Arc::clone(&engine);
+        let counted = tokio::task::spawn_blocking(move || counting.count_tokens(&messages)).await;
+        let context_len = info.context_len;
+        match counted {
+            Ok(Ok(prompt_tokens)) if prompt_tokens >= context_len => {
+                Err(AskError::ContextExceeded {
+                    model: input.model.clone(),
+                    prompt_tokens,
+                    context_len,
+                })
+            }
+            // Counting failed (a template error, say): the engine reports it with the answer.
+            _ => Ok(()),
+        }
     }
 
     /// The Temporal UI page of an ask's workflow.

@@ -40,6 +40,7 @@ pub(super) async fn admit_and_start(
     req.user = caller.user.to_string();
     req.priority = Some(caller.tier.cap(req.priority.take()));
     let input = state.asks.validate(req)?;
+    state.asks.check_context(&state.node, &input).await?;
     let permit = state.auth.admit(caller)?;
     let id = input.request_id.clone();
     let model = input.model.clone();

@@ -130,6 +130,20 @@ async fn hostile_pages_and_careless_clients_are_refused() {
     let message = body["error"]["message"].as_str().unwrap_or("");
     assert!(message.contains("at most 4"), "{body}");
 
+    // A prompt longer than the model's context: refused at admission, in the API's error shape.
+    let long = "w ".repeat(5000);
+    let r = http
+        .post(format!("{}/v1/chat/completions", node.http))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "synthetic", "messages": [{"role": "user", "content": long}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("tokens after the chat template"), "{body}");
+
     // DNS rebinding: a loopback node answers only to loopback names.
     let foreign = raw_get(&addr, "/api/cluster", "evil.example").await;
     assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
