@@ -365,6 +365,10 @@ function onStatus(card, msg) {
       if (node) upsertNode(node, {});
       break;
     }
+    case 'reconnecting':
+      // The node cannot reach Temporal for now; the answer goes on and its end will come.
+      setStatus(card, 'reconnecting', '· the control plane is away; the answer goes on');
+      break;
     default:
       console.debug('unknown stage', msg.stage);
   }
