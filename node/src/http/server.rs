@@ -5,6 +5,8 @@
 use crate::config::HttpConfig;
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -13,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `stop`; then lets each connection finish its request.
 pub async fn serve(
@@ -43,8 +46,14 @@ pub async fn serve(
                 }
             },
         };
-        // Handlers that want the client's address read it as axum's `ConnectInfo`.
-        let with_peer = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        // Handlers that want the client's address read it as axum's `ConnectInfo` (an
+        // extension put on each request; the router itself is shared, not rebuilt).
+        let with_peer = router
+            .clone()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
         let service = TowerToHyperService::new(with_peer);
         let stop = stop.clone();
         let timeout = limits.header_read_timeout;

@@ -57,9 +57,23 @@ async fn hostile_pages_and_careless_clients_are_refused() {
         other => panic!("a third socket must be refused: {:?}", other.map(|_| ())),
     }
     // Sockets that never answer the node's pings are closed as idle. (The client answers pings
-    // only while it reads, so it stays silent, without reading, for longer than ws_idle_secs:
-    // the silence is what is tested, not a wait for readiness.)
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // only while it reads, so it stays silent, not reading, until the node's own gauge says it
+    // holds no session any more.)
+    let metrics = format!("{}/metrics", node.http);
+    crate::harness::wait_for(
+        "the idle sessions to close",
+        Duration::from_secs(15),
+        || {
+            let get = http.get(&metrics).send();
+            async move {
+                let text = get.await.ok()?.text().await.ok()?;
+                text.lines()
+                    .any(|l| l.trim() == "orrery_websocket_sessions 0")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     for s in [&mut s1, &mut s2] {
         // The node's close frame ("idle"), or the closed connection when the client's queued
         // pong hits it first: either way the node ended the socket.

@@ -88,9 +88,14 @@ impl Sandbox {
         panic!("temporal dev server did not start: {last:?}");
     }
 
-    /// Kills the Temporal server (-9), waits `outage`, and starts it again on the same port with
-    /// the same database, as an operator's restart after a crash would.
-    pub async fn crash_temporal_for(&mut self, outage: Duration) {
+    /// Kills the Temporal server (-9), as a crash would; its database file stays.
+    pub async fn crash_temporal(&mut self) {
+        self.temporal.crash().await;
+    }
+
+    /// Starts Temporal again on the same port with the same database, as an operator's restart
+    /// after a crash would.
+    pub async fn restart_temporal(&mut self) {
         let cli = orrery::setup::ensure_temporal_cli(&home()).expect("temporal CLI");
         let port: u16 = self
             .temporal
@@ -99,9 +104,6 @@ impl Sandbox {
             .and_then(|(_, p)| p.parse().ok())
             .expect("a port");
         let db = self.dir.path().join("temporal.db");
-        self.temporal.crash().await;
-        // The outage itself is what is under test.
-        tokio::time::sleep(outage).await;
         self.temporal = EmbeddedTemporal::start(&cli, port, None, &db)
             .await
             .expect("temporal restarts on its database");
