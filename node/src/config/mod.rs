@@ -151,7 +151,7 @@ pub struct HttpConfig {
     /// Host names a loopback node answers to besides loopback names (DNS-rebinding defence).
     pub allowed_hosts: Vec<String>,
     /// A connection that has not sent a whole request head in this time is closed (also an
-    /// idle keep-alive connection).
+    /// idle keep-alive connection: clients should drop pooled connections idle longer than this).
     pub header_read_timeout: Duration,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,

@@ -38,7 +38,12 @@ async fn hostile_pages_and_careless_clients_are_refused() {
         .node_with_env("hd1", config, &[("ORRERY_API_KEYS", &keys)])
         .await;
     let addr = node.http.trim_start_matches("http://").to_string();
-    let http = reqwest::Client::new();
+    // No pooled connections: the node closes idle keep-alive connections after the (here 2 s)
+    // header-read timeout, and a request racing that close would fail on the client's side.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
 
     // Cross-site WebSocket hijacking: a page elsewhere cannot open the socket, even with a key;
     // the node's own page can.

@@ -94,7 +94,7 @@ pub(super) fn http(h: RawHttp, env: &Env, errors: &mut Vec<String>) -> HttpConfi
             ));
         }
     }
-    let timeout = h.header_read_timeout_secs.unwrap_or(10);
+    let timeout = h.header_read_timeout_secs.unwrap_or(30);
     if !(1..=600).contains(&timeout) {
         errors.push("http.header_read_timeout_secs out of range 1..=600".into());
     }
