@@ -17,6 +17,7 @@ use crate::temporal::{self, EmbeddedTemporal};
 use crate::worker::{WorkerHostArgs, WorkerHostMsg};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ractor::{Actor, ActorRef};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -272,15 +273,18 @@ fn print_banner(
     } else {
         http_addr.to_string()
     };
-    println!("orrery node {} ready", config.node_id);
-    println!("  web UI:       http://{host}/");
-    println!("  temporal:     {}", config.temporal_address());
-    println!("  api keys:     {auth_line}");
+    // Whoever reads stdout may stop (`orrery up | head`): a closed pipe must not stop the node.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "orrery node {} ready", config.node_id);
+    let _ = writeln!(out, "  web UI:       http://{host}/");
+    let _ = writeln!(out, "  temporal:     {}", config.temporal_address());
+    let _ = writeln!(out, "  api keys:     {auth_line}");
     if let Some(ui) = temporal_ui {
-        println!("  temporal UI:  {ui}");
+        let _ = writeln!(out, "  temporal UI:  {ui}");
     }
     if embedded {
-        println!(
+        let _ = writeln!(
+            out,
             "  ask it:       orrery ask --url http://{host} \"What is the capital of France?\""
         );
     }
