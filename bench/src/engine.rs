@@ -113,7 +113,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
     let engine = LocalEngine::load_with(&spec.model, "bench", config)?;
     let load_s = t0.elapsed().as_secs_f64();
     let messages = vec![ChatMessage::new(Role::User, spec.prompt.clone())];
-    let prompt_tokens = engine.count_tokens(&messages)?;
+    let prompt_tokens = engine.count_tokens(&messages, &SamplingParams::default())?;
     generate(&engine, &messages, 4)?; // warm-up: first-touch allocations, caches
     if spec.first_token_requests > 0 {
         let ttft_ms = (0..spec.first_token_requests)

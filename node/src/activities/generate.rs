@@ -8,6 +8,7 @@ use crate::actors::{NodeHandle, mesh};
 use crate::engine::{
     ChatMessage, EngineError, FinishReason, GenEvent, GenSummary, GenerateRequest, SamplingParams,
 };
+use crate::protocol::tools;
 use crate::protocol::{
     AskOutcome, INVALID_REQUEST, LiveEvent, LiveStage, ModelId, NodeId, Priority, RequestId,
 };
@@ -230,7 +231,10 @@ impl NodeActivities {
                     ms = total_ms,
                     "generation done"
                 );
+                let tool_calls =
+                    tools::calls_of(&text, input.params.tools.as_deref(), rid.as_str()).calls;
                 Ok(AskOutcome {
+                    tool_calls,
                     text,
                     node: self.node.clone(),
                     model: input.model.clone(),

@@ -66,12 +66,42 @@ impl AskService {
         if req.messages.is_empty() || req.messages.iter().all(|m| m.content.trim().is_empty()) {
             return Err(AskError::EmptyPrompt);
         }
-        if !matches!(req.messages.last().map(|m| &m.role), Some(Role::User)) {
+        if !matches!(
+            req.messages.last().map(|m| &m.role),
+            Some(Role::User | Role::Tool)
+        ) {
             return Err(AskError::InvalidParams(
-                "the last message must be the user's".into(),
+                "the last message must be the user's (or a tool's result)".into(),
             ));
         }
-        let chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
+        if req.params.raw_prompt && req.messages.len() != 1 {
+            return Err(AskError::InvalidParams(
+                "a raw prompt is one message".into(),
+            ));
+        }
+        // Everything the model reads counts: contents, earlier calls and the tools offered.
+        let calls: usize = req
+            .messages
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .map(|c| c.name.len() + c.arguments.chars().count())
+            .sum();
+        let tools: usize = req
+            .params
+            .tools
+            .iter()
+            .flat_map(|t| &t.tools)
+            .map(|t| {
+                t.name.len() + t.description.chars().count() + t.parameters_text.chars().count()
+            })
+            .sum();
+        let chars: usize = req
+            .messages
+            .iter()
+            .map(|m| m.content.chars().count())
+            .sum::<usize>()
+            + calls
+            + tools;
         if chars > self.config.limits.max_prompt_chars {
             return Err(AskError::PromptTooLong {
                 chars,
@@ -114,8 +144,10 @@ impl AskService {
             return Ok(());
         }
         let messages = input.messages.clone();
+        let params = input.params.clone();
         let counting = Arc::clone(&engine);
-        let counted = tokio::task::spawn_blocking(move || counting.count_tokens(&messages)).await;
+        let counted =
+            tokio::task::spawn_blocking(move || counting.count_tokens(&messages, &params)).await;
         let context_len = info.context_len;
         match counted {
             Ok(Ok(prompt_tokens)) if prompt_tokens >= context_len => {

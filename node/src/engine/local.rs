@@ -13,7 +13,9 @@ use super::stats::GenMetrics;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
 use super::weights::{self, Precision};
-use super::{ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest};
+use super::{
+    ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest, SamplingParams,
+};
 
 /// Environment variable that sets the threads per forward pass (default: one per core).
 pub const THREADS_ENV: &str = "ORRERY_ENGINE_THREADS";
@@ -176,8 +178,12 @@ impl Engine for LocalEngine {
         self.info.clone()
     }
 
-    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
-        let segments = self.template.prompt_segments(messages, "")?;
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+    ) -> Result<u32, EngineError> {
+        let segments = self.template.request_segments(messages, params, "")?;
         Ok(self.tokenizer.encode_prompt(&segments)?.len() as u32)
     }
 

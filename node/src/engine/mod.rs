@@ -196,8 +196,13 @@ pub struct EngineInfo {
 pub trait Engine: Send + Sync + 'static {
     fn model_id(&self) -> &str;
     fn info(&self) -> EngineInfo;
-    /// Prompt tokens of `messages` after the chat template (with the generation prompt).
-    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError>;
+    /// Prompt tokens of `messages` after the chat template (with the generation prompt and the
+    /// tools in `params`), or of its raw prompt.
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+    ) -> Result<u32, EngineError>;
     /// Starts a generation; events arrive on the returned channel, ending with `Done` or `Failed`.
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent>;
     /// Sequences being decoded now.

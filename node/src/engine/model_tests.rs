@@ -255,7 +255,10 @@ fn facts_about_the_loaded_model() {
     );
     let text = engine.render_prompt(&hi, "").expect("renders");
     let n = engine.tokenizer().encode(&text).expect("encodes").len() as u32;
-    assert_eq!(engine.count_tokens(&hi).ok(), Some(n));
+    assert_eq!(
+        engine.count_tokens(&hi, &SamplingParams::default()).ok(),
+        Some(n)
+    );
 }
 
 #[test]

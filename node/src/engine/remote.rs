@@ -5,8 +5,9 @@
 
 use super::{
     ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
-    GenerateRequest, ResponseFormat, Role,
+    GenerateRequest, ResponseFormat, Role, SamplingParams,
 };
+use crate::protocol::tools::plain_conversation;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -86,14 +87,18 @@ fn role(r: &Role) -> &'static str {
         Role::System => "system",
         Role::User => "user",
         Role::Assistant => "assistant",
+        Role::Tool => "tool",
     }
 }
 
+/// The conversation for the backend. Tools are described to it as to a local model without tool
+/// support (a system prompt, calls and results as text), so its calls come back as text in the
+/// answer and are read like any other model's.
 fn messages(req: &GenerateRequest) -> Vec<Value> {
-    let mut m: Vec<Value> = req
-        .messages
+    let plain = plain_conversation(&req.messages, req.params.tools.as_deref());
+    let mut m: Vec<Value> = plain
         .iter()
-        .map(|ChatMessage { role: r, content }| json!({"role": role(r), "content": content}))
+        .map(|msg| json!({"role": role(&msg.role), "content": msg.content}))
         .collect();
     // The partial answer of an earlier placement, for the backend to continue.
     if !req.resume_text.is_empty() {
@@ -384,7 +389,11 @@ impl Engine for RemoteEngine {
         }
     }
 
-    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        _params: &SamplingParams,
+    ) -> Result<u32, EngineError> {
         // The backend tokenizes; a rough count (4 bytes a token) is all that is known here.
         Ok(messages
             .iter()

@@ -270,9 +270,9 @@ impl Prompter<'_> {
     }
 
     fn prompt_tokens(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
-        let segments = self
-            .template
-            .prompt_segments(&req.messages, &req.resume_text)?;
+        let segments =
+            self.template
+                .request_segments(&req.messages, &req.params, &req.resume_text)?;
         let prompt = self.tokenizer.encode_prompt(&segments)?;
         if prompt.is_empty() {
             return Err(EngineError::InvalidParams("the prompt is empty".into()));

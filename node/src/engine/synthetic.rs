@@ -12,7 +12,7 @@ use super::sampling::{Pushed, TextStream};
 use super::stats::GenMetrics;
 use super::{
     ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
-    GenerateRequest,
+    GenerateRequest, SamplingParams,
 };
 
 /// Longest the thread sleeps, so a cancel is seen quickly even at slow token rates.
@@ -143,7 +143,11 @@ impl Engine for SyntheticEngine {
         }
     }
 
-    fn count_tokens(&self, messages: &[ChatMessage]) -> Result<u32, EngineError> {
+    fn count_tokens(
+        &self,
+        messages: &[ChatMessage],
+        _params: &SamplingParams,
+    ) -> Result<u32, EngineError> {
         Ok(synthetic_prompt_tokens(messages, ""))
     }
 

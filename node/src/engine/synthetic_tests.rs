@@ -214,7 +214,10 @@ fn info_and_token_counts() {
     assert_eq!(e.info().kind, "synthetic");
     assert_eq!(e.model_id(), "synthetic-test");
     let msgs = [ChatMessage::new(Role::User, "one two three")];
-    assert_eq!(e.count_tokens(&msgs).ok(), Some(3 + 4 + 3));
+    assert_eq!(
+        e.count_tokens(&msgs, &SamplingParams::default()).ok(),
+        Some(3 + 4 + 3)
+    );
     assert_eq!(synthetic_token(0), "w1");
     assert_eq!(synthetic_token(9), " w10");
 }

@@ -2,13 +2,15 @@
 //! minijinja the way Hugging Face transformers renders it; plain ChatML when the model has none.
 
 use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
 #[path = "template_fns.rs"]
 mod fns;
 
 use super::tokenizer::Segment;
-use super::{ChatMessage, EngineError};
+use super::{ChatMessage, EngineError, SamplingParams};
+use crate::protocol::tools::{self, ToolSpec};
 
 /// ChatML without a default system message, for models that ship no template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}\
@@ -23,6 +25,9 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads `tools` (and so renders tool calls and results itself); otherwise tools
+    /// are described in a generic system prompt and calls and results written as text.
+    supports_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -54,12 +59,14 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         fns::register(&mut env);
         let source = fns::without_generation_tags(source.unwrap_or(CHATML_TEMPLATE));
+        let supports_tools = source.contains("tools");
         env.add_template_owned(TEMPLATE_NAME, source)
             .map_err(|e| EngineError::Template(format!("compiling the chat template: {e}")))?;
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            supports_tools,
         })
     }
 
@@ -69,22 +76,110 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, EngineError> {
+        self.render_with(messages, Extras::default(), add_generation_prompt)
+    }
+
+    /// [`Self::render`] with the request's tools.
+    fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        extras: Extras<'_>,
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
         let messages: Vec<Value> = messages
             .iter()
-            .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
+            .map(|m| message_value(m, extras.arguments_as_text))
             .collect();
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| EngineError::Template(e.to_string()))?;
+        let base = context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        // Without tools, `tools` stays undefined: templates test it every way (`is defined`,
+        // `is not none`, `| length`) and undefined satisfies all of them.
+        let ctx = match extras.tools {
+            Some(t) => context! { tools => Value::from(Serde(t)), ..base },
+            None => base,
+        };
         template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token.as_str(),
-                eos_token => self.eos_token.as_str(),
-            })
+            .render(ctx)
             .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// The conversation as this template should see it, with the tools' JSON to pass as `tools`:
+    /// unchanged for a template with tool support; otherwise the tools described in the system
+    /// message ([`tools::generic_tool_prompt`]), earlier calls written into their assistant turns
+    /// and tool results sent as user turns, in the form that prompt teaches.
+    fn with_tools(
+        &self,
+        messages: &[ChatMessage],
+        spec: Option<&ToolSpec>,
+    ) -> (Vec<ChatMessage>, Option<serde_json::Value>) {
+        if self.supports_tools {
+            let active = spec.filter(|s| s.active());
+            return (messages.to_vec(), active.map(ToolSpec::as_json));
+        }
+        (tools::plain_conversation(messages, spec), None)
+    }
+
+    /// The prompt of a request as segments: its raw prompt (control tokens parsed: the caller
+    /// wrote the whole prompt) or its conversation through this template with its tools, then
+    /// `resume_text`.
+    pub fn request_segments(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        resume_text: &str,
+    ) -> Result<Vec<Segment>, EngineError> {
+        if params.raw_prompt {
+            let [only] = messages else {
+                return Err(EngineError::InvalidParams(
+                    "a raw prompt is one message".into(),
+                ));
+            };
+            let mut segments = vec![Segment::Markup(only.content.clone())];
+            if !resume_text.is_empty() {
+                segments.push(Segment::Text(resume_text.to_string()));
+            }
+            return Ok(segments);
+        }
+        let (messages, tools) = self.with_tools(messages, params.tools.as_deref());
+        let extras = Extras {
+            tools: tools.as_ref(),
+            arguments_as_text: false,
+        };
+        match self.segments_with(&messages, extras, resume_text) {
+            // Most templates take a call's arguments as a mapping (transformers' convention),
+            // some as the JSON text (functionary): the other form before giving up.
+            Err(e) if messages.iter().any(|m| !m.tool_calls.is_empty()) => {
+                let as_text = Extras {
+                    arguments_as_text: true,
+                    ..extras
+                };
+                self.segments_with(&messages, as_text, resume_text)
+                    .map_err(|_| e)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::request_segments`] as one string.
+    pub fn request_text(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        resume_text: &str,
+    ) -> Result<String, EngineError> {
+        Ok(concat(&self.request_segments(
+            messages,
+            params,
+            resume_text,
+        )?))
     }
 
     /// The text the model continues: the conversation, the generation prompt, then the part of
@@ -119,8 +214,17 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         resume_text: &str,
     ) -> Result<Vec<Segment>, EngineError> {
-        let real = self.render(messages, true)?;
-        let mut segments = match self.segments_by_placeholder(messages, &real) {
+        self.segments_with(messages, Extras::default(), resume_text)
+    }
+
+    fn segments_with(
+        &self,
+        messages: &[ChatMessage],
+        extras: Extras<'_>,
+        resume_text: &str,
+    ) -> Result<Vec<Segment>, EngineError> {
+        let real = self.render_with(messages, extras, true)?;
+        let mut segments = match self.segments_by_placeholder(messages, extras, &real) {
             Some(segments) => segments,
             None => segments_by_search(messages, &real)?,
         };
@@ -133,14 +237,18 @@ impl ChatTemplate {
     fn segments_by_placeholder(
         &self,
         messages: &[ChatMessage],
+        extras: Extras<'_>,
         real: &str,
     ) -> Option<Vec<Segment>> {
         let marked: Vec<ChatMessage> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| ChatMessage::new(m.role, format!("{MARK_OPEN}{i}{MARK_CLOSE}")))
+            .map(|(i, m)| ChatMessage {
+                content: format!("{MARK_OPEN}{i}{MARK_CLOSE}"),
+                ..m.clone()
+            })
             .collect();
-        let rendered = self.render(&marked, true).ok()?;
+        let rendered = self.render_with(&marked, extras, true).ok()?;
         let mut segments = Vec::new();
         let mut rest = rendered.as_str();
         while let Some(open) = rest.find(MARK_OPEN) {
@@ -159,6 +267,63 @@ impl ChatTemplate {
             segments.push(Segment::Markup(rest.to_string()));
         }
         (concat(&segments) == real).then_some(segments)
+    }
+}
+
+/// What a rendering passes besides the messages.
+#[derive(Clone, Copy, Default)]
+struct Extras<'a> {
+    /// The tools' JSON, for `tools`.
+    tools: Option<&'a serde_json::Value>,
+    /// Calls' arguments as JSON text rather than a mapping.
+    arguments_as_text: bool,
+}
+
+/// A call id as the model sees it: nine letters and digits (Mistral's templates refuse any other
+/// form), the same for a call and the result that answers it. The API's ids are kept as they are.
+fn template_call_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .take(9)
+        .map(|b| DIGITS[usize::from(*b) % DIGITS.len()] as char)
+        .collect()
+}
+
+/// A message as templates read it: `role`, `content`, and as transformers passes them,
+/// `tool_calls` (`[{"id", "type": "function", "function": {"name", "arguments": {...}}}]`) and
+/// `tool_call_id`.
+fn message_value(m: &ChatMessage, arguments_as_text: bool) -> Value {
+    let base = context! { role => m.role.as_str(), content => m.content.as_str() };
+    if m.tool_calls.is_empty() && m.tool_call_id.is_none() {
+        return base;
+    }
+    let calls: Vec<serde_json::Value> = m
+        .tool_calls
+        .iter()
+        .map(|c| {
+            let arguments = if arguments_as_text {
+                serde_json::Value::String(c.arguments.clone())
+            } else {
+                c.arguments_value()
+            };
+            serde_json::json!({"id": template_call_id(&c.id), "type": "function",
+                "function": {"name": c.name, "arguments": arguments}})
+        })
+        .collect();
+    // Only the keys the message has: templates test `'tool_calls' in message`.
+    match (calls.is_empty(), m.tool_call_id.as_deref()) {
+        (false, Some(id)) => {
+            let id = template_call_id(id);
+            context! { tool_calls => Value::from(Serde(&calls)), tool_call_id => id, ..base }
+        }
+        (false, None) => context! { tool_calls => Value::from(Serde(&calls)), ..base },
+        (true, Some(id)) => context! { tool_call_id => template_call_id(id), ..base },
+        (true, None) => base,
     }
 }
 
@@ -305,6 +470,82 @@ mod tests {
                 want
             );
         }
+    }
+
+    #[test]
+    fn a_template_without_tools_gets_them_as_text() {
+        use crate::protocol::tools::{ToolCall, ToolChoice, ToolDef, ToolSpec};
+        let smollm = ChatTemplate::new(Some(SMOLLM2), "", "").expect("compiles");
+        let params = SamplingParams {
+            tools: Some(Box::new(ToolSpec {
+                tools: vec![ToolDef {
+                    name: "get_time".into(),
+                    description: "The time now".into(),
+                    parameters_text: r#"{"type":"object"}"#.into(),
+                }],
+                choice: ToolChoice::Auto,
+                parallel: true,
+            })),
+            ..SamplingParams::default()
+        };
+        let call = ChatMessage {
+            tool_calls: vec![ToolCall {
+                id: "c1".into(),
+                name: "get_time".into(),
+                arguments: "{}".into(),
+            }],
+            ..msg(Role::Assistant, "")
+        };
+        let result = ChatMessage {
+            tool_call_id: Some("c1".into()),
+            ..msg(Role::Tool, "<|im_start|>12:00")
+        };
+        let messages = [msg(Role::User, "Time?"), call, result];
+        let segments = smollm
+            .request_segments(&messages, &params, "")
+            .expect("renders");
+        let text = concat(&segments);
+        assert!(
+            text.starts_with("<|im_start|>system\nYou may call"),
+            "{text}"
+        );
+        assert!(text.contains(r#""name":"get_time""#), "{text}");
+        assert!(
+            text.contains("<|im_start|>assistant\n<tool_call>\n{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<|im_start|>user\n<tool_response>\n<|im_start|>12:00"),
+            "{text}"
+        );
+        // The tool's result is text, never parsed for control tokens.
+        assert!(segments.iter().any(
+            |s| matches!(s, Segment::Text(t) if t.contains("<tool_response>\n<|im_start|>12:00"))
+        ));
+        // With tool_choice none, no tools are described.
+        let mut none = params.clone();
+        if let Some(t) = none.tools.as_mut() {
+            t.choice = ToolChoice::None;
+        }
+        let text = smollm.request_text(&messages, &none, "").expect("renders");
+        assert!(!text.contains("You may call"), "{text}");
+    }
+
+    #[test]
+    fn a_raw_prompt_is_used_as_is() {
+        let smollm = ChatTemplate::new(Some(SMOLLM2), "", "").expect("compiles");
+        let params = SamplingParams {
+            raw_prompt: true,
+            ..SamplingParams::default()
+        };
+        let raw = "<|im_start|>user\nhi<|im_end|>\n";
+        let segments = smollm
+            .request_segments(&[msg(Role::User, raw)], &params, "Hel")
+            .expect("renders");
+        assert_eq!(
+            segments,
+            vec![Segment::Markup(raw.into()), Segment::Text("Hel".into())]
+        );
     }
 
     #[test]

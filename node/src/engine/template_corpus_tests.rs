@@ -118,3 +118,109 @@ fn every_llama_cpp_template_renders_or_refuses_clearly() {
         problems.join("\n")
     );
 }
+
+/// A tool-using conversation as the model sees it when it answers from a tool's result: a
+/// question, the call it made, the call's result; one tool offered.
+fn tool_conversation() -> (Vec<ChatMessage>, SamplingParams) {
+    use crate::protocol::tools::{ToolCall, ToolChoice, ToolDef, ToolSpec};
+    let call = ChatMessage {
+        tool_calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city": "Paris"}"#.into(),
+        }],
+        ..ChatMessage::new(Role::Assistant, "")
+    };
+    let result = ChatMessage {
+        tool_call_id: Some("call_1".into()),
+        ..ChatMessage::new(Role::Tool, "18 degrees and sunny")
+    };
+    let messages = vec![
+        ChatMessage::new(Role::System, SYSTEM),
+        ChatMessage::new(Role::User, "Weather in Paris?"),
+        call,
+        result,
+    ];
+    let params = SamplingParams {
+        tools: Some(Box::new(ToolSpec {
+            tools: vec![ToolDef {
+                name: "get_weather".into(),
+                description: "The weather in a city now".into(),
+                parameters_text: r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.into(),
+            }],
+            choice: ToolChoice::Auto,
+            parallel: true,
+        })),
+        ..SamplingParams::default()
+    };
+    (messages, params)
+}
+
+/// Templates that cannot render the tool conversation, and a part of the error that says why.
+const TOOLS_REFUSED: &[(&str, &str)] = &[
+    (
+        "fireworks-ai-llama-3-firefunction-v2",
+        "`functions` is undefined",
+    ),
+    ("google-gemma-2-2b-it", "System role not supported"),
+    // Cohere's own tool format (`parameter_definitions`), not the JSON-schema tools OpenAI sends.
+    (
+        "CohereForAI-c4ai-command-r-plus-tool_use",
+        "`param_fields.description` is undefined",
+    ),
+    // Builds its tool list with Python's `list.append`, which Jinja (and minijinja) lacks.
+    ("Kimi-K2-Instruct", "no method named append"),
+    ("Kimi-K2-Thinking", "no method named append"),
+];
+
+#[test]
+fn every_llama_cpp_template_renders_a_tool_conversation() {
+    let (messages, params) = tool_conversation();
+    let mut problems = Vec::new();
+    let mut native = 0;
+    let mut names: Vec<PathBuf> = std::fs::read_dir(templates_dir())
+        .expect("list templates")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jinja"))
+        .collect();
+    names.sort();
+    for path in &names {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+        let source = std::fs::read_to_string(path).expect("read template");
+        let refusal = TOOLS_REFUSED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, why)| why);
+        let result = ChatTemplate::new(Some(&source), "<BOS>", "<EOS>")
+            .and_then(|t| t.request_text(&messages, &params, ""));
+        match (result, refusal) {
+            (Ok(text), None) => {
+                native += usize::from(source.contains("tools"));
+                for needle in ["Weather in Paris?", "18 degrees and sunny", "get_weather"] {
+                    if !text.contains(needle) {
+                        problems.push(format!("{name}: {needle:?} missing from {text:?}"));
+                    }
+                }
+            }
+            (Ok(_), Some(why)) => {
+                problems.push(format!("{name}: rendered, but listed as refused ({why})"))
+            }
+            (Err(e), Some(why)) => {
+                if !matches!(&e, EngineError::Template(m) if m.contains(why)) {
+                    problems.push(format!("{name}: refused with {e:?}, expected {why:?}"));
+                }
+            }
+            (Err(e), None) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    eprintln!(
+        "{native} of {} templates render tools natively",
+        names.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -17,6 +17,7 @@ pub mod openai;
 pub mod openai_error;
 pub mod rest;
 pub mod server;
+mod tool_params;
 mod web;
 pub mod ws;
 

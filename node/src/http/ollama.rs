@@ -7,10 +7,12 @@ use super::AppState;
 use super::error::{ApiError, add_auth_headers};
 use super::follow::{self, Delta};
 use super::formats;
+use super::tool_params::{self, InTool, InToolCall};
 use crate::asks::records::rfc3339;
 use crate::asks::{AskEnd, AskRequest};
 use crate::config::{ModelConfig, ModelSource};
 use crate::engine::{ChatMessage, ResponseFormat, Role, SamplingParams};
+use crate::protocol::tools::{self, CallStream, ToolCall};
 use crate::users::Caller;
 use crate::workflows::AskOutcome;
 use axum::Router;
@@ -173,6 +175,8 @@ struct InMessage {
     #[serde(default)]
     content: String,
     images: Option<Vec<Value>>,
+    /// An assistant turn's calls (`[{"function": {"name", "arguments": {...}}}]`).
+    tool_calls: Option<Vec<InToolCall>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,7 +187,7 @@ struct ChatRequest {
     stream: Option<bool>,
     options: Option<Options>,
     format: Option<OrderedJson>,
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<InTool>>,
     #[serde(flatten)]
     _ignored: Map<String, Value>,
 }
@@ -227,6 +231,7 @@ fn params(o: Option<Options>, format: Option<ResponseFormat>) -> SamplingParams 
         seed: o.seed.unwrap_or(d.seed),
         stop: o.stop.unwrap_or_default(),
         response_format: format.map(Box::new),
+        ..d
     }
 }
 
@@ -239,6 +244,7 @@ fn role(r: &str) -> Result<Role, OllamaError> {
         "system" => Ok(Role::System),
         "user" => Ok(Role::User),
         "assistant" => Ok(Role::Assistant),
+        "tool" => Ok(Role::Tool),
         other => Err(OllamaError::bad(format!(
             "messages with role `{other}` are not supported (no tool calling)"
         ))),
@@ -282,6 +288,20 @@ fn last_piece(shape: Shape, model: &str, text: &str, o: &AskOutcome, elapsed: Du
     v
 }
 
+/// Adds the calls to a chat piece's message, as Ollama sends them:
+/// `"tool_calls": [{"function": {"name", "arguments": {...}}}]`.
+fn with_calls(piece: &mut Value, calls: &[ToolCall]) {
+    if calls.is_empty() || !piece["message"].is_object() {
+        return;
+    }
+    piece["message"]["tool_calls"] = calls
+        .iter()
+        .map(
+            |c| json!({"id": c.id, "function": {"name": c.name, "arguments": c.arguments_value()}}),
+        )
+        .collect();
+}
+
 fn end_error(end: AskEnd) -> OllamaError {
     match end {
         AskEnd::Failed { code, message } => ApiError::new(&code, message).into(),
@@ -310,20 +330,48 @@ async fn answer(
         params,
         priority: None,
     };
+    let tools = ask.params.tools.clone().filter(|t| t.active());
     let (started, rx) = follow::start_followed(s, caller, ask, "ollama").await?;
     let request_id = started.id.to_string();
     let mut resp = if stream {
         let model = model_name.clone();
-        let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(move |d| {
-            let v = match d {
-                Delta::Text(t) => piece(shape, &model, &t, false),
+        let rid = request_id.clone();
+        let mut calls = tools.is_some().then(CallStream::default);
+        let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |d| {
+            let out: Vec<Value> = match d {
+                Delta::Text(t) => match calls.as_mut() {
+                    None => vec![piece(shape, &model, &t, false)],
+                    Some(held) => {
+                        let now = held.push(&t);
+                        if now.is_empty() {
+                            vec![]
+                        } else {
+                            vec![piece(shape, &model, now, false)]
+                        }
+                    }
+                },
                 Delta::End {
                     end: AskEnd::Done(o),
                     elapsed,
-                } => last_piece(shape, &model, "", &o, elapsed),
-                Delta::End { end, .. } => json!({"error": end_error(end).message}),
+                } => {
+                    let mut v = Vec::new();
+                    if let Some(held) = calls.take() {
+                        let (rest, found) = held.finish(tools.as_deref(), &rid);
+                        if !rest.is_empty() || !found.is_empty() {
+                            let mut p = piece(shape, &model, &rest, false);
+                            with_calls(&mut p, &found);
+                            v.push(p);
+                        }
+                    }
+                    v.push(last_piece(shape, &model, "", &o, elapsed));
+                    v
+                }
+                Delta::End { end, .. } => vec![json!({"error": end_error(end).message})],
             };
-            Ok::<_, Infallible>(Bytes::from(format!("{v}\n")))
+            futures::stream::iter(
+                out.into_iter()
+                    .map(|v| Ok::<_, Infallible>(Bytes::from(format!("{v}\n")))),
+            )
         });
         (
             [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -335,7 +383,10 @@ async fn answer(
         let AskEnd::Done(o) = end else {
             return Err(end_error(end));
         };
-        Json(last_piece(shape, &model_name, &o.text, &o, elapsed)).into_response()
+        let answer = tools::calls_of(&o.text, tools.as_deref(), &request_id);
+        let mut v = last_piece(shape, &model_name, &answer.content, &o, elapsed);
+        with_calls(&mut v, &answer.calls);
+        Json(v).into_response()
     };
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert("x-request-id", v);
@@ -350,20 +401,19 @@ async fn chat(
 ) -> Result<Response, OllamaError> {
     let r: ChatRequest = parse(&body)?;
     let format = checked_format(r.format).await?;
-    if r.tools.is_some_and(|t| !t.is_empty()) {
-        return Err(OllamaError::bad("tools are not supported"));
-    }
+    let tools = tool_params::spec(r.tools, None, None).map_err(|e| OllamaError::bad(e.message))?;
     let mut messages = Vec::new();
     for m in r.messages {
         if m.images.is_some_and(|i| !i.is_empty()) {
             return Err(OllamaError::bad("images are not supported"));
         }
         messages.push(ChatMessage {
-            role: role(&m.role)?,
-            content: m.content,
+            tool_calls: tool_params::calls(m.tool_calls.unwrap_or_default()),
+            ..ChatMessage::new(role(&m.role)?, m.content)
         });
     }
-    let params = params(r.options, format);
+    let mut params = params(r.options, format);
+    params.tools = tools.map(Box::new);
     let stream = r.stream != Some(false);
     answer(&s, &caller, Shape::Chat, r.model, messages, params, stream).await
 }
@@ -452,6 +502,7 @@ mod tests {
             first_token_ms: 100,
             total_ms: 300,
             attempts: 1,
+            tool_calls: Vec::new(),
         };
         let v = last_piece(
             Shape::Generate,

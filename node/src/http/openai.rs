@@ -8,8 +8,10 @@ use super::error::ApiError;
 use super::follow::{self, Delta};
 use super::formats::{self, OpenAiFormat};
 pub use super::openai_error::{OpenAiCaller, OpenAiError};
+use super::tool_params::{self, InTool, InToolCall};
 use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::protocol::tools::{self, CallStream, ToolCall, ToolSpec};
 use crate::workflows::AskOutcome;
 use axum::Router;
 use axum::body::Bytes;
@@ -96,6 +98,10 @@ struct ContentPart {
 struct InMessage {
     role: String,
     content: Option<Content>,
+    /// An assistant turn's calls.
+    tool_calls: Option<Vec<InToolCall>>,
+    /// A tool turn's call.
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,7 +122,9 @@ pub(crate) struct ChatRequest {
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     n: Option<u32>,
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<InTool>>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
     logprobs: Option<bool>,
     response_format: Option<OpenAiFormat>,
     /// Everything else OpenAI accepts (penalties, logit_bias, user, metadata, ...) is ignored.
@@ -131,16 +139,26 @@ fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
                 "system" | "developer" => Role::System,
                 "user" => Role::User,
                 "assistant" => Role::Assistant,
+                "tool" => Role::Tool,
                 other => {
                     return Err(OpenAiError::invalid(
                         format!(
-                            "messages with role `{other}` are not supported here (no tool calling)"
+                            "messages with role `{other}` are not supported: use system, \
+                             developer, user, assistant or tool"
                         ),
                         Some("messages"),
                         "unsupported_role",
                     ));
                 }
             };
+            if role == Role::Tool && m.tool_call_id.is_none() {
+                return Err(OpenAiError::invalid(
+                    "a message with role `tool` needs the `tool_call_id` it answers",
+                    Some("messages"),
+                    "missing_required_parameter",
+                ));
+            }
+            let tool_calls = tool_params::calls(m.tool_calls.unwrap_or_default());
             let content = match m.content {
                 None => String::new(),
                 Some(Content::Text(t)) => t,
@@ -162,7 +180,11 @@ fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
                     text
                 }
             };
-            Ok(ChatMessage { role, content })
+            Ok(ChatMessage {
+                tool_calls,
+                tool_call_id: m.tool_call_id,
+                ..ChatMessage::new(role, content)
+            })
         })
         .collect()
 }
@@ -190,13 +212,8 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiE
             "unsupported_parameter",
         ));
     }
-    if r.tools.is_some_and(|t| !t.is_empty()) {
-        return Err(OpenAiError::invalid(
-            "tools are not supported",
-            Some("tools"),
-            "unsupported_parameter",
-        ));
-    }
+    let tools = tool_params::spec(r.tools, r.tool_choice, r.parallel_tool_calls)
+        .map_err(|e| OpenAiError::invalid(e.message, Some(e.param), "invalid_value"))?;
     if r.logprobs == Some(true) {
         return Err(OpenAiError::invalid(
             "logprobs are not supported",
@@ -204,8 +221,12 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiE
             "unsupported_parameter",
         ));
     }
-    let response_format = formats::from_openai(r.response_format)
+    let mut response_format = formats::from_openai(r.response_format)
         .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))?;
+    // A forced call is the form of the whole answer.
+    if let Some(call) = tools.as_ref().and_then(ToolSpec::call_format) {
+        response_format = Some(call);
+    }
     let d = SamplingParams::default();
     let params = SamplingParams {
         max_tokens: r
@@ -221,6 +242,8 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiE
             Some(Stop::Many(v)) => v,
         },
         response_format: response_format.map(Box::new),
+        tools: tools.map(Box::new),
+        ..d
     };
     let include_usage = r.stream_options.unwrap_or_default().include_usage == Some(true);
     let ask = AskRequest {
@@ -279,6 +302,7 @@ async fn chat_completions(
     })?;
     let (ask, stream, include_usage) = to_ask(req)?;
     check_format(&ask).await?;
+    let tools = ask.params.tools.clone().filter(|t| t.active());
     let (started, rx) = follow::start_followed(&s, &caller, ask, "openai").await?;
     let id = started.id.to_string();
     let model = started.model.to_string();
@@ -297,14 +321,45 @@ async fn chat_completions(
             c
         };
         let first = chunk(json!({"role": "assistant", "content": ""}), None, None);
+        let rid = started.id.to_string();
+        let mut calls = tools.is_some().then(CallStream::default);
         let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |d| {
+            let text_chunk = |t: &str| chunk(json!({"content": t}), None, None);
             let out: Vec<Value> = match d {
-                Delta::Text(t) => vec![chunk(json!({"content": t}), None, None)],
+                Delta::Text(t) => match calls.as_mut() {
+                    None => vec![text_chunk(&t)],
+                    Some(held) => {
+                        let now = held.push(&t);
+                        if now.is_empty() {
+                            vec![]
+                        } else {
+                            vec![text_chunk(now)]
+                        }
+                    }
+                },
                 Delta::End {
                     end: AskEnd::Done(o),
                     ..
                 } => {
-                    let mut v = vec![chunk(json!({}), Some(finish_reason(&o)), None)];
+                    let mut v = Vec::new();
+                    let mut finish = finish_reason(&o);
+                    if let Some(held) = calls.take() {
+                        let (rest, found) = held.finish(tools.as_deref(), &rid);
+                        if !rest.is_empty() {
+                            v.push(text_chunk(&rest));
+                        }
+                        for (index, call) in found.iter().enumerate() {
+                            v.push(chunk(json!({"tool_calls": [{"index": index, "id": call.id,
+                                "type": "function", "function": {"name": call.name, "arguments": ""}}]}),
+                                None, None));
+                            v.push(chunk(json!({"tool_calls": [{"index": index,
+                                "function": {"arguments": call.arguments}}]}), None, None));
+                        }
+                        if !found.is_empty() {
+                            finish = "tool_calls";
+                        }
+                    }
+                    v.push(chunk(json!({}), Some(finish), None));
                     if include_usage {
                         let mut last = chunk(json!({}), None, Some(usage(&o)));
                         last["choices"] = json!([]);
@@ -331,11 +386,20 @@ async fn chat_completions(
         let AskEnd::Done(o) = end else {
             return Err(end_error(end));
         };
+        let answer = tools::calls_of(&o.text, tools.as_deref(), &id);
+        let mut message = json!({"role": "assistant", "content": answer.content, "refusal": null});
+        let mut finish = finish_reason(&o);
+        if !answer.calls.is_empty() {
+            finish = "tool_calls";
+            message["tool_calls"] = answer.calls.iter().map(call_json).collect();
+            if answer.content.is_empty() {
+                message["content"] = Value::Null;
+            }
+        }
         Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": fingerprint,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": o.text, "refusal": null},
-                         "logprobs": null, "finish_reason": finish_reason(&o)}],
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
             "usage": usage(&o),
         }))
         .into_response()
@@ -346,9 +410,16 @@ async fn chat_completions(
     Ok(resp)
 }
 
+/// A call as OpenAI returns it in `message.tool_calls`.
+fn call_json(call: &ToolCall) -> Value {
+    json!({"id": call.id, "type": "function",
+           "function": {"name": call.name, "arguments": call.arguments}})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ToolChoice;
 
     fn parse(v: Value) -> Result<(AskRequest, bool, bool), OpenAiError> {
         to_ask(serde_json::from_value(v).unwrap())
@@ -376,6 +447,39 @@ mod tests {
             parse(json!({"model": "m", "messages": [], "stop": ["a", "b"]})).unwrap();
         assert!(!stream);
         assert_eq!(ask.params.stop.len(), 2);
+    }
+
+    #[test]
+    fn tools_and_tool_turns_map_to_the_ask() {
+        let (ask, ..) = to_ask(serde_json::from_str(r#"{
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "a": {"type": "integer"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": false
+        }"#).unwrap())
+        .unwrap();
+        let m = &ask.messages;
+        assert_eq!(m[1].tool_calls[0].name, "get_weather");
+        assert_eq!(m[1].tool_calls[0].arguments, r#"{"city": "Paris"}"#);
+        assert_eq!(m[2].role, Role::Tool);
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("call_1"));
+        let spec = ask.params.tools.as_deref().unwrap();
+        assert_eq!(spec.choice, ToolChoice::Named("get_weather".into()));
+        assert!(!spec.parallel);
+        // Key order kept: "city" before "a".
+        assert!(
+            spec.tools[0].parameters_text.find("city")
+                < spec.tools[0].parameters_text.find("\"a\"")
+        );
+        // A forced call is the answer's format.
+        assert!(ask.params.response_format.is_some());
     }
 
     #[tokio::test]
@@ -409,7 +513,29 @@ mod tests {
                 Some("n"),
             ),
             (
-                json!({"model": "m", "messages": [], "tools": [{}]}),
+                json!({"model": "m", "messages": [], "tools": [{"type": "retrieval"}]}),
+                400,
+                Some("tools"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "tools": [{"type": "function", "function": {"name": "has space"}}]}),
+                400,
+                Some("tools"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "tool_choice": "required"}),
+                400,
+                Some("tool_choice"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "tool_choice": "sometimes",
+                       "tools": [{"type": "function", "function": {"name": "f"}}]}),
+                400,
+                Some("tool_choice"),
+            ),
+            (
+                json!({"model": "m", "messages": [], "tool_choice": {"type": "function", "function": {"name": "g"}},
+                       "tools": [{"type": "function", "function": {"name": "f"}}]}),
                 400,
                 Some("tools"),
             ),
@@ -424,7 +550,7 @@ mod tests {
                 Some("response_format"),
             ),
             (
-                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                json!({"model": "m", "messages": [{"role": "function", "content": "x"}]}),
                 400,
                 Some("messages"),
             ),

@@ -2,6 +2,7 @@
 
 use super::chat::FinishReason;
 use super::ids::{ModelId, NodeId};
+use super::tools::ToolCall;
 use serde::{Deserialize, Serialize};
 
 /// Failure types that mean the request itself is at fault: no other node would do better.
@@ -29,4 +30,7 @@ pub struct AskOutcome {
     pub total_ms: u64,
     /// Placements tried (1 when the first node finished the answer).
     pub attempts: u32,
+    /// The function calls in `text`, when the request offered tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }

@@ -1,6 +1,7 @@
 //! The conversation and sampling types every front door (WebSocket, REST, OpenAI, Ollama), the
 //! workflows and the engines share.
 
+use super::tools::{ToolCall, ToolSpec};
 use orrery_cpu::grammar::{Grammar, SchemaError, SchemaOptions, compile_schema};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// A tool's result, answering an assistant turn's call (`tool_call_id`).
+    Tool,
 }
 
 impl Role {
@@ -32,6 +35,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -41,6 +45,12 @@ impl Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The calls an assistant turn made (function calling).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool turn: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -48,6 +58,8 @@ impl ChatMessage {
         ChatMessage {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 }
@@ -68,6 +80,15 @@ pub struct SamplingParams {
     /// Boxed: these parameters travel in every generate message, most of them without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Box<ResponseFormat>>,
+    /// Functions the model may call: shown to it through its chat template (or a generic tool
+    /// prompt) and read back out of its answer. A forced call (`required`, a named function) is
+    /// also a `response_format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Box<ToolSpec>>,
+    /// The conversation is one user message whose content is the whole prompt, used as is: no
+    /// chat template, control tokens in it parsed (legacy completions, Ollama's raw mode).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_prompt: bool,
 }
 
 /// The schema `json_object` mode compiles: any JSON object, as OpenAI's mode and Ollama's
@@ -113,6 +134,8 @@ impl Default for SamplingParams {
             seed: 0,
             stop: Vec::new(),
             response_format: None,
+            tools: None,
+            raw_prompt: false,
         }
     }
 }
@@ -161,6 +184,9 @@ impl SamplingParams {
             && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(schema_text)
         {
             problems.push(format!("response_format: the schema is not JSON: {e}"));
+        }
+        if let Some(spec) = &self.tools {
+            problems.extend(spec.problems());
         }
         if problems.is_empty() {
             Ok(())

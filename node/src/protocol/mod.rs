@@ -8,6 +8,7 @@ pub mod ids;
 pub mod live;
 pub mod names;
 pub mod snapshot;
+pub mod tools;
 
 pub use ask::{AskOutcome, INVALID_REQUEST, NO_CAPACITY, Priority, UNKNOWN_MODEL};
 pub use chat::{ChatMessage, FinishReason, ResponseFormat, Role, SamplingParams};
@@ -19,3 +20,4 @@ pub use names::{
 };
 pub use names::{actor_names, groups};
 pub use snapshot::{ModelLoad, NodeRow, NodeSnapshot};
+pub use tools::{ToolCall, ToolChoice, ToolDef, ToolSpec};

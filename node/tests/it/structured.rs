@@ -1,6 +1,7 @@
 //! Structured output end to end against one node: the official `openai` and `ollama` Python
 //! clients ask for JSON (json_object, json_schema as a dict and as a pydantic model, Ollama's
-//! `format`), and every answer parses and validates against its schema (`jsonschema`); an
+//! `format`) and call tools (required, named and streamed, auto, tool results sent back), and
+//! every answer and call's arguments parse and validate against their schema (`jsonschema`); an
 //! unsupported schema is a 400 that names the keyword.
 
 use crate::harness::{DEFAULT_MODEL_CONFIG, Sandbox};
@@ -66,6 +67,55 @@ async fn official_clients_get_json_that_fits_their_schemas() {
             .contains("pattern"),
         "{v}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_clients_call_tools() {
+    let paths = tokio::task::spawn_blocking(|| {
+        [pytools::OPENAI, pytools::OLLAMA, pytools::COMPOSE_CHECK].map(pytools::ensure)
+    })
+    .await
+    .unwrap();
+    let sb = Sandbox::start().await;
+    let keys = format!("{KEY}:tools:premium");
+    let node = sb
+        .node_with_env(
+            "tools1",
+            DEFAULT_MODEL_CONFIG,
+            &[("ORRERY_API_KEYS", &keys)],
+        )
+        .await;
+    let base = node.http.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let path: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        pytools::run_script("tool_calls.py", &[&base, KEY], &path)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the clients failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    let v: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
+    eprintln!("{v:#}");
+    // The script validated each call against its function's schema; here: each was seen.
+    assert!(v["required"]["arguments"].is_object(), "{v}");
+    assert!(
+        v["named_streamed"]["arguments"]["timezone"].is_string(),
+        "{v}"
+    );
+    assert!(v["answered"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert!(v["auto"].is_object() && v["ollama"].is_object(), "{v}");
+    assert!(
+        v["ollama_answered"].as_str().is_some_and(|t| !t.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["bad_choice"][0], 400, "{v}");
+    assert_eq!(v["bad_choice"][1], "tools", "{v}");
 }
 
 /// The real model on a 3-node mesh: n2 (where the client asks) holds no model, n3 and n4 do.

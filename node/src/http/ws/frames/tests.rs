@@ -65,6 +65,7 @@ fn one_of_each() -> Vec<ServerFrame> {
         first_token_ms: 3,
         total_ms: 4,
         attempts: 1,
+        tool_calls: Vec::new(),
     };
     let entry = ModelEntry {
         id: ModelId::new("m"),

@@ -1,0 +1,133 @@
+"""Tools (function calling) through the official `openai` and `ollama` Python clients, unchanged:
+a required call and a named call (streamed, assembled from `delta.tool_calls` the way the client's
+users do), the tool's result sent back as a `role: "tool"` message and answered, `tool_choice:
+"none"`, `auto`, and Ollama's `tools` with `message.tool_calls`. Every call's arguments must parse
+and validate against the function's schema (`jsonschema`).
+
+usage: tool_calls.py BASE_URL API_KEY   (prints one JSON line of what it saw)
+"""
+
+import json
+import sys
+
+import jsonschema
+import openai
+from ollama import Client
+
+base, key = sys.argv[1], sys.argv[2]
+MODEL = "smollm2-135m"
+client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=120)
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 24},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+TIME = {
+    "type": "object",
+    "properties": {"timezone": {"type": "string", "maxLength": 24}},
+    "required": ["timezone"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city now",
+                                      "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "description": "The time in a timezone now",
+                                      "parameters": TIME}},
+]
+SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
+question = [{"role": "user", "content": "What is the weather in Paris?"}]
+common = {"model": MODEL, "temperature": 0, "max_tokens": 80}
+seen = {}
+
+
+def checked(name, arguments):
+    assert name in SCHEMAS, name
+    value = json.loads(arguments)
+    jsonschema.validate(value, SCHEMAS[name])
+    return value
+
+
+# Required: some call of an offered function, not streamed.
+r = client.chat.completions.create(messages=question, tools=TOOLS, tool_choice="required", **common)
+choice = r.choices[0]
+assert choice.finish_reason == "tool_calls", r
+assert choice.message.content is None, r
+call = choice.message.tool_calls[0]
+assert call.type == "function" and call.id, call
+seen["required"] = {"name": call.function.name, "arguments": checked(call.function.name, call.function.arguments)}
+
+# Named, streamed: the calls are assembled from the chunks' delta.tool_calls by index.
+calls, finish = {}, None
+for chunk in client.chat.completions.create(messages=question, tools=TOOLS, stream=True,
+                                            tool_choice={"type": "function", "function": {"name": "get_time"}},
+                                            **common):
+    if not chunk.choices:
+        continue
+    c = chunk.choices[0]
+    finish = c.finish_reason or finish
+    for d in c.delta.tool_calls or []:
+        entry = calls.setdefault(d.index, {"id": None, "name": "", "arguments": ""})
+        entry["id"] = d.id or entry["id"]
+        if d.function and d.function.name:
+            entry["name"] += d.function.name
+        if d.function and d.function.arguments:
+            entry["arguments"] += d.function.arguments
+assert finish == "tool_calls", (finish, calls)
+assert [c["name"] for c in calls.values()] == ["get_time"], calls
+streamed = calls[0]
+seen["named_streamed"] = {"id": streamed["id"], "arguments": checked("get_time", streamed["arguments"])}
+
+# The tool's result goes back as a tool message; the model answers from it.
+conversation = question + [
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+    {"role": "tool", "tool_call_id": call.id, "content": "18 degrees celsius and sunny"},
+]
+r = client.chat.completions.create(messages=conversation, tools=TOOLS, tool_choice="none", **common)
+assert r.choices[0].finish_reason in ("stop", "length"), r
+assert r.choices[0].message.tool_calls is None, r
+assert r.choices[0].message.content, r
+seen["answered"] = r.choices[0].message.content
+
+# Auto: the model decides; whatever it does must be well formed.
+r = client.chat.completions.create(messages=question, tools=TOOLS, tool_choice="auto", **common)
+m = r.choices[0].message
+if m.tool_calls:
+    assert r.choices[0].finish_reason == "tool_calls", r
+    for c in m.tool_calls:
+        assert c.function.name in SCHEMAS, c
+        json.loads(c.function.arguments)
+else:
+    assert m.content, r
+seen["auto"] = {"calls": len(m.tool_calls or []), "content": m.content}
+
+# A named function that is not offered is a 400 naming the parameter.
+try:
+    client.chat.completions.create(messages=question, tools=TOOLS, **common,
+                                   tool_choice={"type": "function", "function": {"name": "rm"}})
+    seen["bad_choice"] = None
+except openai.BadRequestError as e:
+    seen["bad_choice"] = [e.status_code, e.body.get("param") if isinstance(e.body, dict) else None]
+
+# Ollama: tools offered, the tool result sent back with role tool.
+oc = Client(host=base, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+ollama_tools = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city now",
+                                                   "parameters": WEATHER}}]
+r = oc.chat(model=MODEL, messages=question, tools=ollama_tools, options={"temperature": 0, "num_predict": 80})
+for c in r.message.tool_calls or []:
+    jsonschema.validate(dict(c.function.arguments), {"type": "object"})
+seen["ollama"] = {"calls": len(r.message.tool_calls or []), "content": r.message.content}
+r = oc.chat(model=MODEL, options={"temperature": 0, "num_predict": 40}, tools=ollama_tools, messages=question + [
+    {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
+                                                                     "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+    {"role": "tool", "content": "18 degrees celsius and sunny"},
+])
+assert r.done and r.message.content, r
+seen["ollama_answered"] = r.message.content
+
+print(json.dumps(seen))
