@@ -137,6 +137,9 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Messages one ask may carry.
     pub max_messages: usize,
+    /// Answers one API request may ask for (OpenAI's `n`, times the prompts of a legacy
+    /// completion); each is an ask of its own under the caller's limits.
+    pub max_choices: u32,
     /// How long a Temporal outage may last before the asks waiting on it are reported failed
     /// (they go on in Temporal; a client can still fetch their result).
     pub temporal_outage: Duration,

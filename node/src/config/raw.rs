@@ -130,5 +130,6 @@ pub(super) struct RawLimits {
     pub(super) heartbeat_timeout_secs: Option<u64>,
     pub(super) shutdown_grace_secs: Option<u64>,
     pub(super) max_messages: Option<usize>,
+    pub(super) max_choices: Option<u32>,
     pub(super) temporal_outage_secs: Option<u64>,
 }

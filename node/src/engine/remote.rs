@@ -407,6 +407,12 @@ impl Engine for RemoteEngine {
             let _ = tx.send(GenEvent::Failed(e.into()));
             return rx;
         }
+        if req.params.raw_prompt {
+            let _ = tx.send(GenEvent::Failed(EngineError::Unsupported(
+                "raw prompts (legacy completions, Ollama's raw mode) on a remote backend".into(),
+            )));
+            return rx;
+        }
         let (http, cfg, active) = (self.http.clone(), self.config.clone(), self.active.clone());
         active.fetch_add(1, Ordering::SeqCst);
         self.tasks.spawn(async move {

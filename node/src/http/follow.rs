@@ -95,6 +95,74 @@ pub async fn start_followed(
     Ok((started, rx))
 }
 
+/// Starts several asks (OpenAI's `n`, a list of prompts) and follows them all: their deltas arrive
+/// tagged with the ask's index. Dropping the receiver cancels every one. When one cannot start,
+/// those already started are cancelled and its error is returned.
+pub async fn start_many(
+    state: &AppState,
+    caller: &Caller,
+    reqs: Vec<AskRequest>,
+    api: &'static str,
+) -> Result<(Vec<Started>, UnboundedReceiver<(usize, Delta)>), ApiError> {
+    let mut started = Vec::with_capacity(reqs.len());
+    let mut receivers = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        // On an error, `receivers` is dropped: the asks it follows are cancelled.
+        let (s, rx) = start_followed(state, caller, req, api).await?;
+        started.push(s);
+        receivers.push(rx);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (i, mut one) in receivers.into_iter().enumerate() {
+        let tx = tx.clone();
+        state.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    d = one.recv() => match d {
+                        Some(d) => if tx.send((i, d)).is_err() { break },
+                        None => break,
+                    },
+                    // The client went away: dropping `one` cancels the ask.
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+    }
+    Ok((started, rx))
+}
+
+/// Collects the whole answers of asks started with [`start_many`], in their order.
+pub async fn collect_many(
+    mut rx: UnboundedReceiver<(usize, Delta)>,
+    n: usize,
+) -> Vec<(AskEnd, Duration)> {
+    let mut ends: Vec<Option<(AskEnd, Duration)>> = (0..n).map(|_| None).collect();
+    while ends.iter().any(Option::is_none) {
+        match rx.recv().await {
+            Some((i, Delta::End { end, elapsed })) => {
+                if let Some(slot) = ends.get_mut(i) {
+                    *slot = Some((end, elapsed));
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    ends.into_iter()
+        .map(|e| {
+            e.unwrap_or_else(|| {
+                (
+                    AskEnd::Failed {
+                        code: "internal".into(),
+                        message: "the ask's follower stopped before its end".into(),
+                    },
+                    Duration::ZERO,
+                )
+            })
+        })
+        .collect()
+}
+
 /// Starts an ask nobody follows live (REST): a tracked task holds the caller's permit until the
 /// ask ends and settles its metrics.
 pub async fn start_detached(

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod auth;
+mod completions;
 pub mod error;
 pub mod follow;
 mod formats;

@@ -198,6 +198,8 @@ struct GenerateRequest {
     #[serde(default)]
     prompt: String,
     system: Option<String>,
+    /// The prompt as is, without the chat template (the caller wrote the whole prompt).
+    raw: Option<bool>,
     stream: Option<bool>,
     options: Option<Options>,
     format: Option<OrderedJson>,
@@ -442,12 +444,14 @@ async fn generate(
         v["done_reason"] = json!("load");
         return Ok(Json(v).into_response());
     }
+    let raw = r.raw == Some(true);
     let mut messages = Vec::new();
-    if let Some(system) = r.system.filter(|s| !s.is_empty()) {
+    if let Some(system) = r.system.filter(|s| !s.is_empty() && !raw) {
         messages.push(ChatMessage::new(Role::System, system));
     }
     messages.push(ChatMessage::new(Role::User, r.prompt));
-    let params = params(r.options, format);
+    let mut params = params(r.options, format);
+    params.raw_prompt = raw;
     let stream = r.stream != Some(false);
     answer(
         &s,

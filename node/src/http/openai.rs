@@ -1,5 +1,6 @@
-//! The OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{model}` and
-//! `POST /v1/chat/completions` (server-sent events ending in `data: [DONE]`, or one JSON answer).
+//! The OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{model}`,
+//! `POST /v1/chat/completions` (server-sent events ending in `data: [DONE]`, or one JSON answer)
+//! and the legacy `POST /v1/completions` (in `completions.rs`).
 //! Each completion is an AskWorkflow like any other; errors use OpenAI's shape
 //! `{"error": {"message", "type", "param", "code"}}`. Documented in docs/openai.md.
 
@@ -32,9 +33,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(super::completions::completions))
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -189,8 +191,18 @@ fn to_messages(msgs: Vec<InMessage>) -> Result<Vec<ChatMessage>, OpenAiError> {
         .collect()
 }
 
+/// A chat request as asks: the ask, and how to answer it.
+#[derive(Debug)]
+pub(crate) struct ChatAsk {
+    pub ask: AskRequest,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// Choices wanted (OpenAI's `n`): each is an ask of its own, with seeds `seed`, `seed + 1`, ...
+    pub n: u32,
+}
+
 /// A chat request as an ask, or the OpenAI error that says what is wrong with it.
-pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiError> {
+pub(crate) fn to_ask(r: ChatRequest) -> Result<ChatAsk, OpenAiError> {
     let Some(model) = r.model.filter(|m| !m.is_empty()) else {
         return Err(OpenAiError::invalid(
             "you must provide a model parameter",
@@ -205,11 +217,12 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiE
             "missing_required_parameter",
         ));
     };
-    if r.n.is_some_and(|n| n != 1) {
+    let n = r.n.unwrap_or(1);
+    if n == 0 {
         return Err(OpenAiError::invalid(
-            "only n = 1 is supported",
+            "n must be at least 1",
             Some("n"),
-            "unsupported_parameter",
+            "invalid_value",
         ));
     }
     let tools = tool_params::spec(r.tools, r.tool_choice, r.parallel_tool_calls)
@@ -253,7 +266,12 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<(AskRequest, bool, bool), OpenAiE
         params,
         priority: None,
     };
-    Ok((ask, r.stream == Some(true), include_usage))
+    Ok(ChatAsk {
+        ask,
+        stream: r.stream == Some(true),
+        include_usage,
+        n,
+    })
 }
 
 /// Compiles the request's response format (off the runtime) so an unsupported schema is a 400
@@ -264,19 +282,14 @@ async fn check_format(ask: &AskRequest) -> Result<(), OpenAiError> {
         .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))
 }
 
-fn usage(o: &AskOutcome) -> Value {
-    json!({"prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-           "total_tokens": o.prompt_tokens + o.completion_tokens})
-}
-
-fn finish_reason(o: &AskOutcome) -> &'static str {
+pub(super) fn finish_reason(o: &AskOutcome) -> &'static str {
     match o.finish_reason {
         crate::engine::FinishReason::Length => "length",
         _ => "stop",
     }
 }
 
-fn end_error(end: AskEnd) -> OpenAiError {
+pub(super) fn end_error(end: AskEnd) -> OpenAiError {
     match end {
         AskEnd::Failed { code, message } => ApiError::new(&code, message).into(),
         AskEnd::Cancelled => ApiError::new("cancelled", "the ask was cancelled").into(),
@@ -300,36 +313,48 @@ async fn chat_completions(
             code,
         )
     })?;
-    let (ask, stream, include_usage) = to_ask(req)?;
+    let ChatAsk {
+        ask,
+        stream,
+        include_usage,
+        n,
+    } = to_ask(req)?;
     check_format(&ask).await?;
-    let tools = ask.params.tools.clone().filter(|t| t.active());
-    let (started, rx) = follow::start_followed(&s, &caller, ask, "openai").await?;
-    let id = started.id.to_string();
-    let model = started.model.to_string();
+    let asks = choices(&s, ask, n)?;
+    let tools = asks[0].params.tools.clone().filter(|t| t.active());
+    let (started, rx) = follow::start_many(&s, &caller, asks, "openai").await?;
+    let ids: Vec<String> = started.iter().map(|a| a.id.to_string()).collect();
+    let id = ids[0].clone();
+    let model = started[0].model.to_string();
     let created = unix_now();
     let fingerprint = format!("orrery-{}", s.asks.config.node_id);
     let request_id = HeaderValue::from_str(&id).ok();
+    let n = ids.len();
 
     let mut resp = if stream {
-        let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| {
+        let chunk = move |index: usize, delta: Value, finish: Option<&str>| {
             let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created,
                 "model": model, "system_fingerprint": fingerprint,
-                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+                "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]});
             if include_usage {
-                c["usage"] = usage.unwrap_or(Value::Null);
+                c["usage"] = Value::Null;
             }
             c
         };
-        let first = chunk(json!({"role": "assistant", "content": ""}), None, None);
-        let rid = started.id.to_string();
-        let mut calls = tools.is_some().then(CallStream::default);
-        let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |d| {
-            let text_chunk = |t: &str| chunk(json!({"content": t}), None, None);
+        let first: Vec<Value> = (0..n)
+            .map(|i| chunk(i, json!({"role": "assistant", "content": ""}), None))
+            .collect();
+        let mut held: Vec<Option<CallStream>> = (0..n)
+            .map(|_| tools.is_some().then(CallStream::default))
+            .collect();
+        let mut totals = Totals::default();
+        let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |(i, d)| {
+            let text_chunk = |t: &str| chunk(i, json!({"content": t}), None);
             let out: Vec<Value> = match d {
-                Delta::Text(t) => match calls.as_mut() {
+                Delta::Text(t) => match held.get_mut(i).and_then(Option::as_mut) {
                     None => vec![text_chunk(&t)],
-                    Some(held) => {
-                        let now = held.push(&t);
+                    Some(calls) => {
+                        let now = calls.push(&t);
                         if now.is_empty() {
                             vec![]
                         } else {
@@ -343,26 +368,28 @@ async fn chat_completions(
                 } => {
                     let mut v = Vec::new();
                     let mut finish = finish_reason(&o);
-                    if let Some(held) = calls.take() {
-                        let (rest, found) = held.finish(tools.as_deref(), &rid);
+                    if let Some(calls) = held.get_mut(i).and_then(Option::take) {
+                        let (rest, found) = calls.finish(tools.as_deref(), &ids[i]);
                         if !rest.is_empty() {
                             v.push(text_chunk(&rest));
                         }
                         for (index, call) in found.iter().enumerate() {
-                            v.push(chunk(json!({"tool_calls": [{"index": index, "id": call.id,
+                            v.push(chunk(i, json!({"tool_calls": [{"index": index, "id": call.id,
                                 "type": "function", "function": {"name": call.name, "arguments": ""}}]}),
-                                None, None));
-                            v.push(chunk(json!({"tool_calls": [{"index": index,
-                                "function": {"arguments": call.arguments}}]}), None, None));
+                                None));
+                            v.push(chunk(i, json!({"tool_calls": [{"index": index,
+                                "function": {"arguments": call.arguments}}]}), None));
                         }
                         if !found.is_empty() {
                             finish = "tool_calls";
                         }
                     }
-                    v.push(chunk(json!({}), Some(finish), None));
-                    if include_usage {
-                        let mut last = chunk(json!({}), None, Some(usage(&o)));
+                    v.push(chunk(i, json!({}), Some(finish)));
+                    totals.add(&o);
+                    if include_usage && totals.ended == n {
+                        let mut last = chunk(i, json!({}), None);
                         last["choices"] = json!([]);
+                        last["usage"] = totals.usage();
                         v.push(last);
                     }
                     v
@@ -371,36 +398,33 @@ async fn chat_completions(
             };
             futures::stream::iter(out)
         });
-        let events = futures::stream::once(async move { first })
-            .chain(events)
-            .map(|v| Event::default().data(v.to_string()))
-            .chain(futures::stream::once(async {
-                Event::default().data("[DONE]")
-            }))
-            .map(Ok::<_, Infallible>);
-        Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response()
+        sse(futures::stream::iter(first).chain(events))
     } else {
-        let (end, _) = follow::collect(rx).await;
-        let AskEnd::Done(o) = end else {
-            return Err(end_error(end));
-        };
-        let answer = tools::calls_of(&o.text, tools.as_deref(), &id);
-        let mut message = json!({"role": "assistant", "content": answer.content, "refusal": null});
-        let mut finish = finish_reason(&o);
-        if !answer.calls.is_empty() {
-            finish = "tool_calls";
-            message["tool_calls"] = answer.calls.iter().map(call_json).collect();
-            if answer.content.is_empty() {
-                message["content"] = Value::Null;
+        let ends = follow::collect_many(rx, n).await;
+        let mut totals = Totals::default();
+        let mut out = Vec::with_capacity(n);
+        for (index, (end, _)) in ends.into_iter().enumerate() {
+            let AskEnd::Done(o) = end else {
+                return Err(end_error(end));
+            };
+            let answer = tools::calls_of(&o.text, tools.as_deref(), &ids[index]);
+            let mut message =
+                json!({"role": "assistant", "content": answer.content, "refusal": null});
+            let mut finish = finish_reason(&o);
+            if !answer.calls.is_empty() {
+                finish = "tool_calls";
+                message["tool_calls"] = answer.calls.iter().map(call_json).collect();
+                if answer.content.is_empty() {
+                    message["content"] = Value::Null;
+                }
             }
+            totals.add(&o);
+            out.push(json!({"index": index, "message": message, "logprobs": null,
+                            "finish_reason": finish}));
         }
         Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": fingerprint,
-            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-            "usage": usage(&o),
+            "system_fingerprint": fingerprint, "choices": out, "usage": totals.usage(),
         }))
         .into_response()
     };
@@ -408,6 +432,65 @@ async fn chat_completions(
         resp.headers_mut().insert("x-request-id", v);
     }
     Ok(resp)
+}
+
+/// `n` copies of an ask, seeds `seed`, `seed + 1`, ...: each choice is an ask of its own, placed,
+/// durable and counted under the caller's limits like any other. At most `limits.max_choices`.
+pub(super) fn choices(
+    s: &AppState,
+    ask: AskRequest,
+    n: u32,
+) -> Result<Vec<AskRequest>, OpenAiError> {
+    let max = s.asks.config.limits.max_choices;
+    if n > max {
+        return Err(OpenAiError::invalid(
+            format!("n is {n}; this cluster answers at most {max} choices per request"),
+            Some("n"),
+            "invalid_value",
+        ));
+    }
+    Ok((0..u64::from(n))
+        .map(|i| {
+            let mut a = ask.clone();
+            a.params.seed = a.params.seed.wrapping_add(i);
+            a
+        })
+        .collect())
+}
+
+/// Token counts over a request's choices: the prompt once (the choices share it), the
+/// completions summed.
+#[derive(Default)]
+pub(super) struct Totals {
+    prompt: u32,
+    completion: u32,
+    pub ended: usize,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &AskOutcome) {
+        self.prompt = self.prompt.max(o.prompt_tokens);
+        self.completion += o.completion_tokens;
+        self.ended += 1;
+    }
+
+    pub fn usage(&self) -> Value {
+        json!({"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+               "total_tokens": self.prompt + self.completion})
+    }
+}
+
+/// Server-sent events of `events`, then `data: [DONE]`.
+pub(super) fn sse(events: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
+    let events = events
+        .map(|v| Event::default().data(v.to_string()))
+        .chain(futures::stream::once(async {
+            Event::default().data("[DONE]")
+        }))
+        .map(Ok::<_, Infallible>);
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// A call as OpenAI returns it in `message.tool_calls`.
@@ -422,7 +505,7 @@ mod tests {
     use crate::protocol::ToolChoice;
 
     fn parse(v: Value) -> Result<(AskRequest, bool, bool), OpenAiError> {
-        to_ask(serde_json::from_value(v).unwrap())
+        to_ask(serde_json::from_value(v).unwrap()).map(|c| (c.ask, c.stream, c.include_usage))
     }
 
     #[test]
@@ -451,7 +534,7 @@ mod tests {
 
     #[test]
     fn tools_and_tool_turns_map_to_the_ask() {
-        let (ask, ..) = to_ask(serde_json::from_str(r#"{
+        let ChatAsk { ask, .. } = to_ask(serde_json::from_str(r#"{
             "model": "m",
             "messages": [
                 {"role": "user", "content": "Weather in Paris?"},
@@ -490,7 +573,7 @@ mod tests {
                 "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}}}}"#,
         )
         .unwrap();
-        let (ask, ..) = to_ask(req).unwrap();
+        let ChatAsk { ask, .. } = to_ask(req).unwrap();
         let e = check_format(&ask).await.unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
         assert_eq!(e.param, Some("response_format"));
@@ -508,7 +591,7 @@ mod tests {
             (json!({"messages": []}), 400, Some("model")),
             (json!({"model": "m"}), 400, Some("messages")),
             (
-                json!({"model": "m", "messages": [], "n": 2}),
+                json!({"model": "m", "messages": [], "n": 0}),
                 400,
                 Some("n"),
             ),

@@ -462,7 +462,11 @@ mod tests {
     fn calls_are_read_in_every_format() {
         let s = spec(&["get_weather", "get_time"]);
         // (answer, wanted content, wanted (name, arguments))
-        type Case = (&'static str, &'static str, Vec<(&'static str, &'static str)>);
+        type Case = (
+            &'static str,
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+        );
         let table: Vec<Case> = vec![
             (
                 "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",

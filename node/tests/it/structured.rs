@@ -2,7 +2,8 @@
 //! clients ask for JSON (json_object, json_schema as a dict and as a pydantic model, Ollama's
 //! `format`) and call tools (required, named and streamed, auto, tool results sent back), and
 //! every answer and call's arguments parse and validate against their schema (`jsonschema`); an
-//! unsupported schema is a 400 that names the keyword.
+//! unsupported schema is a 400 that names the keyword. The same run covers `n` > 1 and the
+//! legacy completions (raw prompts) on both APIs.
 
 use crate::harness::{DEFAULT_MODEL_CONFIG, Sandbox};
 use crate::pytools;
@@ -70,7 +71,7 @@ async fn official_clients_get_json_that_fits_their_schemas() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn official_clients_call_tools() {
+async fn official_clients_use_tools_n_and_completions() {
     let paths = tokio::task::spawn_blocking(|| {
         [pytools::OPENAI, pytools::OLLAMA, pytools::COMPOSE_CHECK].map(pytools::ensure)
     })
@@ -88,7 +89,7 @@ async fn official_clients_call_tools() {
     let base = node.http.clone();
     let out = tokio::task::spawn_blocking(move || {
         let path: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
-        pytools::run_script("tool_calls.py", &[&base, KEY], &path)
+        pytools::run_script("api_extras.py", &[&base, KEY], &path)
     })
     .await
     .unwrap();
@@ -116,6 +117,17 @@ async fn official_clients_call_tools() {
     );
     assert_eq!(v["bad_choice"][0], 400, "{v}");
     assert_eq!(v["bad_choice"][1], "tools", "{v}");
+    assert_eq!(v["n"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(
+        v["completion"].as_str().unwrap_or("").contains("Paris"),
+        "{v}"
+    );
+    assert_eq!(v["completion_choices"], 4, "{v}");
+    assert_eq!(v["suffix"], 400, "{v}");
+    assert!(
+        v["ollama_raw"].as_str().unwrap_or("").contains("Paris"),
+        "{v}"
+    );
 }
 
 /// The real model on a 3-node mesh: n2 (where the client asks) holds no model, n3 and n4 do.

@@ -15,8 +15,12 @@ pub(super) fn limits(l: &RawLimits, errors: &mut Vec<String>) -> Limits {
         heartbeat_timeout: Duration::from_secs(l.heartbeat_timeout_secs.unwrap_or(4)),
         shutdown_grace: Duration::from_secs(l.shutdown_grace_secs.unwrap_or(20)),
         max_messages: l.max_messages.unwrap_or(256),
+        max_choices: l.max_choices.unwrap_or(8),
         temporal_outage: Duration::from_secs(l.temporal_outage_secs.unwrap_or(300)),
     };
+    if !(1..=128).contains(&limits.max_choices) {
+        errors.push("limits.max_choices out of range 1..=128".into());
+    }
     if !(1..=100_000).contains(&limits.max_messages) {
         errors.push("limits.max_messages out of range 1..=100000".into());
     }

@@ -1,10 +1,14 @@
-"""Tools (function calling) through the official `openai` and `ollama` Python clients, unchanged:
-a required call and a named call (streamed, assembled from `delta.tool_calls` the way the client's
-users do), the tool's result sent back as a `role: "tool"` message and answered, `tool_choice:
-"none"`, `auto`, and Ollama's `tools` with `message.tool_calls`. Every call's arguments must parse
-and validate against the function's schema (`jsonschema`).
+"""What agents use beyond plain chat, through the official `openai` and `ollama` Python clients,
+unchanged:
+- tools: a required call and a named call (streamed, assembled from `delta.tool_calls` the way the
+  client's users do), the tool's result sent back as a `role: "tool"` message and answered,
+  `tool_choice: "none"`, `auto`, and Ollama's `tools` with `message.tool_calls`. Every call's
+  arguments must parse and validate against the function's schema (`jsonschema`);
+- `n` > 1 on chat completions, streamed and not;
+- the legacy `/v1/completions` (a raw prompt, `echo`, a list of prompts times `n`, streamed) and
+  Ollama's raw `/api/generate`.
 
-usage: tool_calls.py BASE_URL API_KEY   (prints one JSON line of what it saw)
+usage: api_extras.py BASE_URL API_KEY   (prints one JSON line of what it saw)
 """
 
 import json
@@ -129,5 +133,47 @@ r = oc.chat(model=MODEL, options={"temperature": 0, "num_predict": 40}, tools=ol
 ])
 assert r.done and r.message.content, r
 seen["ollama_answered"] = r.message.content
+
+# n > 1: indexed choices, completion tokens summed.
+r = client.chat.completions.create(messages=question, n=3, model=MODEL, temperature=1.0, max_tokens=12, seed=7)
+assert sorted(c.index for c in r.choices) == [0, 1, 2], r
+assert all(c.message.content for c in r.choices), r
+assert r.usage.completion_tokens >= 3, r.usage
+seen["n"] = [c.message.content for c in r.choices]
+finished = {}
+for chunk in client.chat.completions.create(messages=question, n=2, model=MODEL, temperature=0, max_tokens=8,
+                                            stream=True, stream_options={"include_usage": True}):
+    for c in chunk.choices:
+        finished[c.index] = c.finish_reason or finished.get(c.index)
+    if chunk.usage:
+        seen["n_streamed_usage"] = chunk.usage.completion_tokens
+assert set(finished) == {0, 1} and all(finished.values()), finished
+
+# Legacy completions: a raw prompt, written in the model's own chat format.
+raw = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+r = client.completions.create(model=MODEL, prompt=raw, max_tokens=20, temperature=0)
+text = r.choices[0].text
+assert "Paris" in text, r
+assert r.object == "text_completion" and r.choices[0].finish_reason in ("stop", "length"), r
+seen["completion"] = text
+streamed = "".join(c.choices[0].text for c in client.completions.create(
+    model=MODEL, prompt=raw, max_tokens=20, temperature=0, stream=True) if c.choices)
+assert streamed == text, (streamed, text)
+r = client.completions.create(model=MODEL, prompt=raw, max_tokens=20, temperature=0, echo=True)
+assert r.choices[0].text == raw + text, r
+r = client.completions.create(model=MODEL, prompt=[raw, "The capital of Italy is"], n=2, max_tokens=5, temperature=0)
+assert [c.index for c in r.choices] == [0, 1, 2, 3], r
+assert r.choices[0].text == r.choices[1].text, r
+seen["completion_choices"] = len(r.choices)
+try:
+    client.completions.create(model=MODEL, prompt=raw, suffix="x", max_tokens=5)
+    seen["suffix"] = None
+except openai.BadRequestError as e:
+    seen["suffix"] = e.status_code
+
+# Ollama raw generate: no template, the prompt as is.
+g = oc.generate(model=MODEL, prompt=raw, raw=True, options={"temperature": 0, "num_predict": 20})
+assert "Paris" in g.response, g
+seen["ollama_raw"] = g.response
 
 print(json.dumps(seen))
