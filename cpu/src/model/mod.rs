@@ -223,6 +223,66 @@ impl Model {
     /// One forward pass over every feed. Returns each feed's next-token logits (empty where not
     /// asked for).
     pub fn forward(&self, feeds: &mut [Feed<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        // The last token of each feed that wants logits.
+        let mut heads_for = Vec::new();
+        let mut t = 0;
+        for (f, feed) in feeds.iter().enumerate() {
+            t += feed.tokens.len();
+            if feed.logits {
+                heads_for.push((f, t - 1));
+            }
+        }
+        let Some(b) = self.pass(feeds, &heads_for, true)? else {
+            return Ok(Vec::new());
+        };
+        let c = &self.config;
+        let mut out = vec![Vec::new(); feeds.len()];
+        for (i, (f, _)) in heads_for.iter().enumerate() {
+            let mut logits = b.logits[i * c.vocab..(i + 1) * c.vocab].to_vec();
+            if let Some(cap) = c.final_softcap {
+                logits.iter_mut().for_each(|z| *z = cap * (*z / cap).tanh());
+            }
+            out[*f] = logits;
+        }
+        Ok(out)
+    }
+
+    /// The embedding of a text's tokens: the final (normed) hidden states of every token,
+    /// averaged and scaled to unit length, as llama.cpp's server gives for a generative model
+    /// with mean pooling. A fresh cache each call; at most the model's context.
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let mut cache = self.new_cache();
+        let mut feeds = [Feed {
+            tokens,
+            pos: 0,
+            cache: &mut cache,
+            logits: false,
+        }];
+        let rows: Vec<(usize, usize)> = (0..tokens.len()).map(|t| (0, t)).collect();
+        let e = self.config.embd;
+        let Some(b) = self.pass(&mut feeds, &rows, false)? else {
+            return Err(ModelError::BadFeed("a feed with no tokens".into()));
+        };
+        let mut mean = vec![0f64; e];
+        for row in b.last.chunks_exact(e) {
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(m, v)| *m += f64::from(*v));
+        }
+        let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        Ok(mean.iter().map(|v| (v * scale) as f32).collect())
+    }
+
+    /// Runs the layers over every feed; `heads_for` are the (feed, token row) rows whose final
+    /// norm is kept (in `last`), and with `head`, their logits computed. `None` when no feed has
+    /// tokens.
+    fn pass(
+        &self,
+        feeds: &mut [Feed<'_>],
+        heads_for: &[(usize, usize)],
+        head: bool,
+    ) -> Result<Option<Buffers>, ModelError> {
         self.check(feeds)?;
         let c = &self.config;
         let kvd = c.kv_dim();
@@ -233,7 +293,7 @@ impl Model {
             .flat_map(|(f, feed)| (0..feed.tokens.len()).map(move |i| (f, feed.pos + i)))
             .collect();
         if slots.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
 
         // Make room in the caches, then take their addresses: nothing reallocates them until the
@@ -257,17 +317,7 @@ impl Model {
                     .collect()
             })
             .collect();
-        // The last token of each feed that wants logits.
-        let mut heads_for = Vec::new();
-        let mut t = 0;
-        for (f, feed) in feeds.iter().enumerate() {
-            t += feed.tokens.len();
-            if feed.logits {
-                heads_for.push((f, t - 1));
-            }
-        }
-
-        let mut b = Buffers::new(c, slots.len(), heads_for.len());
+        let mut b = Buffers::new(c, slots.len(), heads_for.len(), head);
         for (row, tok) in
             b.x.chunks_exact_mut(c.embd)
                 .zip(feeds.iter().flat_map(|f| f.tokens.iter()))
@@ -286,7 +336,8 @@ impl Model {
             model: self,
             slots: &slots,
             caches: &caches,
-            heads_for: &heads_for,
+            heads_for,
+            head,
             rope: &rope,
             buf: Shared::of(&mut b),
             barrier: &barrier,
@@ -317,14 +368,6 @@ impl Model {
         if panicked? {
             return Err(ModelError::Pass("a thread panicked".into()));
         }
-        let mut out = vec![Vec::new(); feeds.len()];
-        for (i, (f, _)) in heads_for.iter().enumerate() {
-            let mut logits = b.logits[i * c.vocab..(i + 1) * c.vocab].to_vec();
-            if let Some(cap) = c.final_softcap {
-                logits.iter_mut().for_each(|z| *z = cap * (*z / cap).tanh());
-            }
-            out[*f] = logits;
-        }
-        Ok(out)
+        Ok(Some(b))
     }
 }

@@ -40,12 +40,14 @@ pub(super) struct Buffers {
     /// Gate and up outputs of each token, side by side.
     gu: Vec<f32>,
     h: Vec<f32>,
-    last: Vec<f32>,
+    /// Final-normed hidden state of each head row.
+    pub last: Vec<f32>,
     pub logits: Vec<f32>,
 }
 
 impl Buffers {
-    pub fn new(c: &ModelConfig, t: usize, heads: usize) -> Self {
+    /// Buffers for `t` token rows and `heads` head rows, with logits for them when `logits`.
+    pub fn new(c: &ModelConfig, t: usize, heads: usize, logits: bool) -> Self {
         let z = |n: usize| vec![0f32; n];
         Buffers {
             x: z(t * c.embd),
@@ -56,7 +58,7 @@ impl Buffers {
             gu: z(t * 2 * c.ff),
             h: z(t * c.ff),
             last: z(heads * c.embd),
-            logits: z(heads * c.vocab),
+            logits: z(if logits { heads * c.vocab } else { 0 }),
         }
     }
 }
@@ -127,6 +129,9 @@ pub(super) struct Pass<'a> {
     pub caches: &'a [Vec<(Ptr, Ptr)>],
     /// (feed, token row) of each logits row.
     pub heads_for: &'a [(usize, usize)],
+    /// Whether the output head runs on those rows (false: only their final norm, for
+    /// embeddings).
+    pub head: bool,
     pub rope: &'a [(f32, f32)],
     pub buf: Shared,
     pub barrier: &'a SpinBarrier,
@@ -329,7 +334,7 @@ impl Pass<'_> {
             );
         }
         self.barrier.wait();
-        if !self.heads_for.is_empty() {
+        if self.head && !self.heads_for.is_empty() {
             let head = m.output.as_ref().unwrap_or(&m.embd);
             let last = unsafe { b.last.get(0..self.heads_for.len() * e) };
             let rows = share(c.vocab, tid, nt);

@@ -146,6 +146,39 @@ impl Answer<'_> {
     }
 }
 
+/// An embedding request: one vector per message, computed on the blocking pool beside the
+/// decoding (no sequence slot: nothing is generated).
+async fn embed(
+    node: &NodeId,
+    holder: &ActorRef<ModelHolderMsg>,
+    input: &GenerateInput,
+    started: Instant,
+) -> Result<AskOutcome, ActivityError> {
+    let engine = ractor::call_t!(holder, ModelHolderMsg::Engine, 5000)
+        .map_err(|e| retryable(format!("model holder: {e}")))?;
+    let texts: Vec<String> = input.messages.iter().map(|m| m.content.clone()).collect();
+    let done = tokio::task::spawn_blocking(move || engine.embed(&texts))
+        .await
+        .map_err(|e| retryable(format!("the embedding task ended early: {e}")))?;
+    match done {
+        Ok(e) => Ok(AskOutcome {
+            text: String::new(),
+            node: node.clone(),
+            model: input.model.clone(),
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: e.tokens,
+            completion_tokens: 0,
+            first_token_ms: 0,
+            total_ms: started.elapsed().as_millis() as u64,
+            attempts: input.attempt,
+            tool_calls: Vec::new(),
+            embeddings: e.vectors,
+        }),
+        Err(e) if e.is_bad_request() => Err(non_retryable(INVALID_REQUEST, e.to_string())),
+        Err(e) => Err(retryable(e.to_string())),
+    }
+}
+
 /// Where to resume from: the furthest known point of what the user was shown, the last
 /// heartbeat of this placement, or what the workflow passed on.
 async fn resume_point(ctx: &ActivityContext, input: &GenerateInput) -> String {
@@ -183,6 +216,9 @@ impl NodeActivities {
                 input.model, self.node
             ))
         })?;
+        if input.params.embed {
+            return embed(&self.node, &holder, &input, started).await;
+        }
         let cancel = CancellationToken::new();
         let request = GenerateRequest {
             messages: input.messages.clone(),
@@ -235,6 +271,7 @@ impl NodeActivities {
                     tools::calls_of(&text, input.params.tools.as_deref(), rid.as_str()).calls;
                 Ok(AskOutcome {
                     tool_calls,
+                    embeddings: Vec::new(),
                     text,
                     node: self.node.clone(),
                     model: input.model.clone(),

@@ -139,6 +139,10 @@ impl AskService {
             return Ok(());
         };
         let info = engine.info();
+        // Each text of an embedding request is checked on its own, by the engine.
+        if input.params.embed {
+            return Ok(());
+        }
         // Remote backends tokenize for themselves; their count here is only an estimate.
         if !matches!(info.kind.as_str(), "gguf" | "synthetic") {
             return Ok(());

@@ -12,9 +12,11 @@ use super::scheduler::{SchedulerConfig, SchedulerHandle};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
+use super::tokenizer::Segment;
 use super::weights::{self, Precision};
 use super::{
-    ChatMessage, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest, SamplingParams,
+    ChatMessage, Embedded, Engine, EngineError, EngineInfo, GenEvent, GenerateRequest,
+    SamplingParams,
 };
 
 /// Environment variable that sets the threads per forward pass (default: one per core).
@@ -62,6 +64,10 @@ pub struct LocalEngine {
     tokenizer: Arc<GgufTokenizer>,
     template: Arc<ChatTemplate>,
     scheduler: SchedulerHandle,
+    /// The weights the inference thread decodes with, shared for embeddings (which run on the
+    /// caller's thread, beside the decoding).
+    model: Arc<orrery_cpu::Model>,
+    context_len: usize,
 }
 
 impl std::fmt::Debug for LocalEngine {
@@ -128,9 +134,10 @@ impl LocalEngine {
         };
         let tokenizer = Arc::new(tokenizer);
         let template = Arc::new(template);
+        let model = Arc::new(loaded.model);
         let scheduler = SchedulerHandle::spawn(
             &model_id,
-            loaded.model,
+            Arc::clone(&model),
             Arc::clone(&tokenizer),
             Arc::clone(&template),
             SchedulerConfig {
@@ -151,6 +158,8 @@ impl LocalEngine {
             tokenizer,
             template,
             scheduler,
+            model,
+            context_len,
         })
     }
 
@@ -189,6 +198,33 @@ impl Engine for LocalEngine {
 
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent> {
         self.scheduler.submit(req)
+    }
+
+    fn embed(&self, texts: &[String]) -> Result<Embedded, EngineError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut tokens = 0;
+        for (i, text) in texts.iter().enumerate() {
+            // As text: a control token typed in an input is not one.
+            let ids = self
+                .tokenizer
+                .encode_prompt(&[Segment::Text(text.clone())])?;
+            if ids.is_empty() {
+                return Err(EngineError::InvalidParams(format!("input {i} is empty")));
+            }
+            if ids.len() > self.context_len {
+                return Err(EngineError::PromptTooLong {
+                    prompt_tokens: ids.len() as u32,
+                    context_len: self.context_len as u32,
+                });
+            }
+            tokens += ids.len() as u32;
+            vectors.push(
+                self.model
+                    .embed(&ids)
+                    .map_err(|e| EngineError::Inference(e.to_string()))?,
+            );
+        }
+        Ok(Embedded { vectors, tokens })
     }
 
     fn active_sequences(&self) -> usize {

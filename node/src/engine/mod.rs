@@ -81,6 +81,15 @@ pub enum GenEvent {
     Failed(EngineError),
 }
 
+/// Embeddings of some texts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embedded {
+    /// One unit vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens read, all texts together.
+    pub tokens: u32,
+}
+
 /// Counts and timings of a finished generation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct GenSummary {
@@ -205,6 +214,15 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<u32, EngineError>;
     /// Starts a generation; events arrive on the returned channel, ending with `Done` or `Failed`.
     fn generate(&self, req: GenerateRequest) -> UnboundedReceiver<GenEvent>;
+    /// The embedding of each text (a unit vector), and the tokens read. Blocking: call it from
+    /// `spawn_blocking`. Engines without embeddings refuse with `Unsupported`.
+    fn embed(&self, texts: &[String]) -> Result<Embedded, EngineError> {
+        let _ = texts;
+        Err(EngineError::Unsupported(format!(
+            "embeddings from {} models",
+            self.info().kind
+        )))
+    }
     /// Sequences being decoded now.
     fn active_sequences(&self) -> usize;
     /// Requests waiting for a sequence slot.

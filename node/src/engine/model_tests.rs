@@ -328,3 +328,31 @@ fn truncated_crafted_and_foreign_files_are_refused_in_plain_words() {
         "\"mamba\" is not supported (supported: llama, smollm3",
     );
 }
+
+#[test]
+fn embeddings_are_unit_vectors_that_place_like_texts_together() {
+    let engine = shared();
+    let texts: Vec<String> = [
+        "The cat sat on the mat.",
+        "A cat was sitting on a mat.",
+        "Quarterly revenue grew by five percent.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let e = engine.embed(&texts).expect("embeds");
+    assert_eq!(e.vectors.len(), 3);
+    assert!(e.tokens >= 3 * 5, "{}", e.tokens);
+    let dim = e.vectors[0].len();
+    assert!(dim > 0 && e.vectors.iter().all(|v| v.len() == dim));
+    for v in &e.vectors {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let near = cos(&e.vectors[0], &e.vectors[1]);
+    let far = cos(&e.vectors[0], &e.vectors[2]);
+    assert!(near > far, "cat/cat {near} vs cat/revenue {far}");
+    // Deterministic, and one text alone embeds as it does in a batch.
+    let again = engine.embed(&texts[..1]).expect("embeds");
+    assert_eq!(again.vectors[0], e.vectors[0]);
+}

@@ -1,6 +1,7 @@
 //! One answer being generated: its own model state (KV cache), sampler and output stream, advanced
 //! one step at a time by the scheduler.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -36,7 +37,7 @@ pub struct Feed<'a, S> {
     pub logits: bool,
 }
 
-impl StepModel for orrery_cpu::Model {
+impl StepModel for Arc<orrery_cpu::Model> {
     type State = orrery_cpu::KvCache;
 
     fn new_state(&self) -> Self::State {

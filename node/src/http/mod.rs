@@ -4,6 +4,7 @@
 mod admin;
 pub mod auth;
 mod completions;
+mod embeddings;
 pub mod error;
 pub mod follow;
 mod formats;

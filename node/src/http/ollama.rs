@@ -36,6 +36,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
+        .route("/api/embed", post(super::embeddings::ollama_embed))
+        .route(
+            "/api/embeddings",
+            post(super::embeddings::ollama_embeddings),
+        )
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/version", get(version))
@@ -64,7 +69,7 @@ impl From<ApiError> for OllamaError {
 }
 
 impl OllamaError {
-    fn bad(message: impl Into<String>) -> Self {
+    pub(super) fn bad(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -96,7 +101,7 @@ impl FromRequestParts<AppState> for OllamaCaller {
 }
 
 /// Ollama names models `name:tag`; ours have no tags, so `:latest` is the only one.
-fn model_id(name: &str) -> &str {
+pub(super) fn model_id(name: &str) -> &str {
     name.strip_suffix(":latest").unwrap_or(name)
 }
 
@@ -507,6 +512,7 @@ mod tests {
             total_ms: 300,
             attempts: 1,
             tool_calls: Vec::new(),
+            embeddings: Vec::new(),
         };
         let v = last_piece(
             Shape::Generate,

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(super::completions::completions))
+        .route("/v1/embeddings", post(super::embeddings::openai))
 }
 
 pub(super) fn unix_now() -> u64 {

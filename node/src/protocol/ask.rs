@@ -33,4 +33,7 @@ pub struct AskOutcome {
     /// The function calls in `text`, when the request offered tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// For an embedding request: one unit vector per input, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeddings: Vec<Vec<f32>>,
 }

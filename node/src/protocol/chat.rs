@@ -89,6 +89,10 @@ pub struct SamplingParams {
     /// chat template, control tokens in it parsed (legacy completions, Ollama's raw mode).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_prompt: bool,
+    /// No answer: each message's content is a text to embed (`/v1/embeddings`, Ollama's
+    /// `/api/embed`); the outcome carries one vector per message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embed: bool,
 }
 
 /// The schema `json_object` mode compiles: any JSON object, as OpenAI's mode and Ollama's
@@ -136,6 +140,7 @@ impl Default for SamplingParams {
             response_format: None,
             tools: None,
             raw_prompt: false,
+            embed: false,
         }
     }
 }

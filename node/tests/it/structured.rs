@@ -2,8 +2,8 @@
 //! clients ask for JSON (json_object, json_schema as a dict and as a pydantic model, Ollama's
 //! `format`) and call tools (required, named and streamed, auto, tool results sent back), and
 //! every answer and call's arguments parse and validate against their schema (`jsonschema`); an
-//! unsupported schema is a 400 that names the keyword. The same run covers `n` > 1 and the
-//! legacy completions (raw prompts) on both APIs.
+//! unsupported schema is a 400 that names the keyword. The same run covers `n` > 1, the legacy
+//! completions (raw prompts) and embeddings on both APIs.
 
 use crate::harness::{DEFAULT_MODEL_CONFIG, Sandbox};
 use crate::pytools;
@@ -71,7 +71,7 @@ async fn official_clients_get_json_that_fits_their_schemas() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn official_clients_use_tools_n_and_completions() {
+async fn official_clients_use_tools_n_completions_and_embeddings() {
     let paths = tokio::task::spawn_blocking(|| {
         [pytools::OPENAI, pytools::OLLAMA, pytools::COMPOSE_CHECK].map(pytools::ensure)
     })

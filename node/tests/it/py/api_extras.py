@@ -6,7 +6,9 @@ unchanged:
   arguments must parse and validate against the function's schema (`jsonschema`);
 - `n` > 1 on chat completions, streamed and not;
 - the legacy `/v1/completions` (a raw prompt, `echo`, a list of prompts times `n`, streamed) and
-  Ollama's raw `/api/generate`.
+  Ollama's raw `/api/generate`;
+- embeddings: `/v1/embeddings` (float and base64) and Ollama's `/api/embed`: unit vectors, the
+  same for the same text on both APIs, similar texts closer than unrelated ones.
 
 usage: api_extras.py BASE_URL API_KEY   (prints one JSON line of what it saw)
 """
@@ -175,5 +177,30 @@ except openai.BadRequestError as e:
 g = oc.generate(model=MODEL, prompt=raw, raw=True, options={"temperature": 0, "num_predict": 20})
 assert "Paris" in g.response, g
 seen["ollama_raw"] = g.response
+
+# Embeddings.
+import base64
+import math
+import struct
+
+texts = ["The cat sat on the mat.", "A cat was sitting on a mat.", "Quarterly revenue grew by five percent."]
+e = client.embeddings.create(model=MODEL, input=texts)
+vectors = [d.embedding for d in sorted(e.data, key=lambda d: d.index)]
+assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1, e
+for v in vectors:
+    assert abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-3, v[:4]
+cos = lambda a, b: sum(x * y for x, y in zip(a, b))
+assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]), e
+assert e.usage.prompt_tokens > 0, e.usage
+raw_b64 = client.with_options().post("/embeddings", cast_to=object,
+                                      body={"model": MODEL, "input": texts[0], "encoding_format": "base64"})
+b = base64.b64decode(raw_b64["data"][0]["embedding"])
+decoded = list(struct.unpack(f"<{len(b) // 4}f", b))
+assert decoded == [struct.unpack("<f", struct.pack("<f", x))[0] for x in vectors[0]], "base64 differs"
+o = oc.embed(model=MODEL, input=texts[:2])
+assert len(o.embeddings) == 2, o
+assert max(abs(x - y) for x, y in zip(o.embeddings[0], vectors[0])) < 1e-6, "ollama and openai differ"
+seen["embeddings"] = {"dimensions": len(vectors[0]), "near": cos(vectors[0], vectors[1]),
+                      "far": cos(vectors[0], vectors[2])}
 
 print(json.dumps(seen))

@@ -66,6 +66,7 @@ fn one_of_each() -> Vec<ServerFrame> {
         total_ms: 4,
         attempts: 1,
         tool_calls: Vec::new(),
+        embeddings: Vec::new(),
     };
     let entry = ModelEntry {
         id: ModelId::new("m"),
