@@ -172,6 +172,7 @@ fn first_token_ms(
             GenEvent::Token { .. } => {
                 first.get_or_insert_with(|| crate::stats::ms(t0.elapsed()));
             }
+            GenEvent::Logprobs(_) => {}
             GenEvent::Done(_) => return first.context("the answer had no text"),
             GenEvent::Failed(e) => bail!("generation failed: {e}"),
         }
@@ -192,7 +193,7 @@ fn generate(
     let mut rx = engine.generate(GenerateRequest::new(messages.to_vec(), params));
     while let Some(ev) = rx.blocking_recv() {
         match ev {
-            GenEvent::Token { .. } => {}
+            GenEvent::Token { .. } | GenEvent::Logprobs(_) => {}
             GenEvent::Done(s) => return Ok(s),
             GenEvent::Failed(e) => bail!("generation failed: {e}"),
         }

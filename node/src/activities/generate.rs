@@ -7,6 +7,7 @@ use crate::actors::model_holder::{ModelHolderMsg, Started};
 use crate::actors::{NodeHandle, mesh};
 use crate::engine::{
     ChatMessage, EngineError, FinishReason, GenEvent, GenSummary, GenerateRequest, SamplingParams,
+    TokenLogprob,
 };
 use crate::protocol::tools;
 use crate::protocol::{
@@ -75,6 +76,10 @@ struct Answer<'a> {
     cancel: CancellationToken,
     text: String,
     beat: tokio::time::Interval,
+    /// Log-probabilities of the answer's tokens so far (when asked for), and of the tokens of
+    /// the text the engine sends next.
+    logprobs: Vec<TokenLogprob>,
+    pending: Vec<TokenLogprob>,
 }
 
 impl Answer<'_> {
@@ -128,8 +133,11 @@ impl Answer<'_> {
                     self.cancel.cancel();
                 }
                 ev = events.recv() => match ev {
+                    Some(GenEvent::Logprobs(l)) => self.pending.extend(l),
                     Some(GenEvent::Token { text: t }) => {
-                        mesh::publish(origin, rid, LiveEvent::Chunk { offset: chars, text: t.clone() });
+                        let logprobs = std::mem::take(&mut self.pending);
+                        self.logprobs.extend(logprobs.iter().cloned());
+                        mesh::publish(origin, rid, LiveEvent::Chunk { offset: chars, text: t.clone(), logprobs });
                         chars += t.chars().count();
                         self.text.push_str(&t);
                         if last_beat.elapsed() >= HEARTBEAT_EVERY {
@@ -172,6 +180,7 @@ async fn embed(
             total_ms: started.elapsed().as_millis() as u64,
             attempts: input.attempt,
             tool_calls: Vec::new(),
+            logprobs: Vec::new(),
             embeddings: e.vectors,
         }),
         Err(e) if e.is_bad_request() => Err(non_retryable(INVALID_REQUEST, e.to_string())),
@@ -245,6 +254,8 @@ impl NodeActivities {
             cancel,
             text: resume,
             beat: tokio::time::interval(Duration::from_secs(1)),
+            logprobs: Vec::new(),
+            pending: Vec::new(),
         };
         let events = answer.wait_for_slot(reply_rx).await?;
         let generating = LiveStage::Generating {
@@ -255,6 +266,7 @@ impl NodeActivities {
         // A barrier: everything published above reaches the user before the workflow completes.
         let _ = mesh::shown(&input.origin, &rid).await;
         let text = answer.text;
+        let logprobs = answer.logprobs;
         match result {
             Ok(s) if s.finish_reason == FinishReason::Cancelled => {
                 tracing::info!(chars = text.chars().count(), "generation cancelled");
@@ -271,6 +283,7 @@ impl NodeActivities {
                     tools::calls_of(&text, input.params.tools.as_deref(), rid.as_str()).calls;
                 Ok(AskOutcome {
                     tool_calls,
+                    logprobs,
                     embeddings: Vec::new(),
                     text,
                     node: self.node.clone(),

@@ -77,7 +77,7 @@ impl Followers {
         let Some(f) = map.get_mut(&request_id) else {
             return;
         };
-        if let LiveEvent::Chunk { offset, text } = &event
+        if let LiveEvent::Chunk { offset, text, .. } = &event
             && !apply_chunk(&mut f.shown, &mut f.shown_chars, *offset, text)
         {
             return;

@@ -42,7 +42,7 @@ pub use self::weights::Precision;
 
 pub use crate::protocol::chat::{
     ChatMessage, FinishReason, InvalidParams, MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT,
-    ResponseFormat, Role, SamplingParams,
+    ResponseFormat, Role, SamplingParams, TokenLogprob, TopLogprob,
 };
 
 /// One chat completion to produce.
@@ -75,6 +75,9 @@ pub enum GenEvent {
     /// New answer text: valid UTF-8, never a split character, held back while it may be the
     /// start of a stop string.
     Token { text: String },
+    /// The log-probabilities of the tokens of the `Token` event that follows (only when the
+    /// request asked for them).
+    Logprobs(Vec<TokenLogprob>),
     /// Last event on success or cancellation.
     Done(GenSummary),
     /// Last event on error.

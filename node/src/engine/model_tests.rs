@@ -356,3 +356,27 @@ fn embeddings_are_unit_vectors_that_place_like_texts_together() {
     let again = engine.embed(&texts[..1]).expect("embeds");
     assert_eq!(again.vectors[0], e.vectors[0]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn greedy_logprobs_spell_the_answer_and_rank_the_sampled_token_first() {
+    let engine = shared();
+    let mut req = ask(FRANCE, 12);
+    req.params.logprobs = Some(3);
+    let got = collect(engine.generate(req), LIMIT).await;
+    got.summary();
+    let text = got.text();
+    let spelled: Vec<u8> = got.logprobs.iter().flat_map(|l| l.bytes.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&spelled), text);
+    assert_eq!(got.logprobs.len() as u32, got.summary().completion_tokens);
+    for l in &got.logprobs {
+        assert!(l.logprob <= 0.0, "{l:?}");
+        assert_eq!(l.top.len(), 3);
+        // Greedy: the sampled token is the most likely one.
+        assert_eq!(l.top[0].bytes, l.bytes, "{l:?}");
+        assert!((l.top[0].logprob - l.logprob).abs() < 1e-6);
+        assert!(l.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+    }
+    // Without asking, none are sent.
+    let plain = collect(engine.generate(ask(FRANCE, 4)), LIMIT).await;
+    assert!(plain.logprobs.is_empty());
+}

@@ -12,7 +12,9 @@ use super::constraint::Constraint;
 use super::sampling::{Pushed, Sampler, TextStream};
 use super::stats::GenMetrics;
 use super::tokenizer::GgufTokenizer;
-use super::{EngineError, FinishReason, GenEvent, GenSummary, SamplingParams};
+use super::{
+    EngineError, FinishReason, GenEvent, GenSummary, SamplingParams, TokenLogprob, TopLogprob,
+};
 
 /// A model the scheduler can drive: one forward pass advances several sequences, each with its
 /// own state (KV cache), over weights they all share.
@@ -55,6 +57,45 @@ impl StepModel for Arc<orrery_cpu::Model> {
             })
             .collect();
         orrery_cpu::Model::forward(self, &mut feeds).map_err(|e| e.to_string())
+    }
+}
+
+/// `token`'s log-probability under `logits` (log-softmax), with the `k` most likely tokens.
+fn token_logprob(logits: &[f32], token: u32, k: u8, tok: &GgufTokenizer) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&z| f64::from(z - max).exp()).sum();
+    let log_z = f64::from(max) + sum.ln();
+    let lp = |id: u32| (f64::from(logits[id as usize]) - log_z) as f32;
+    let text = |id: u32| {
+        let bytes = tok.token_bytes(id).to_vec();
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    };
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = usize::from(k).min(ids.len());
+    let top = if k == 0 {
+        Vec::new()
+    } else {
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        ids.select_nth_unstable_by(k - 1, by_logit);
+        ids.truncate(k);
+        ids.sort_by(by_logit);
+        ids.iter()
+            .map(|&id| {
+                let (token, bytes) = text(id);
+                TopLogprob {
+                    token,
+                    logprob: lp(id),
+                    bytes,
+                }
+            })
+            .collect()
+    };
+    let (token_text, bytes) = text(token);
+    TokenLogprob {
+        token: token_text,
+        logprob: lp(token),
+        bytes,
+        top,
     }
 }
 
@@ -109,6 +150,8 @@ pub struct Sequence<S> {
     stream: TextStream,
     constraint: Option<Constraint>,
     first_token: Option<Instant>,
+    /// Log-probabilities of tokens whose text is not emitted yet.
+    pending: Vec<TokenLogprob>,
 }
 
 impl<S> Sequence<S> {
@@ -124,6 +167,7 @@ impl<S> Sequence<S> {
             last: [0],
             generated: 0,
             first_token: None,
+            pending: Vec::new(),
         }
     }
 
@@ -186,6 +230,9 @@ impl<S> Sequence<S> {
         if let Some(c) = &mut self.constraint {
             c.accept(token)?;
         }
+        if let Some(k) = self.req.params.logprobs {
+            self.pending.push(token_logprob(logits, token, k, tok));
+        }
         self.generated += 1;
         self.last = [token];
         stats.token_generated();
@@ -228,8 +275,15 @@ impl<S> Sequence<S> {
         self.sampler.sample(&logits)
     }
 
-    fn emit(&self, text: String) {
+    /// Sends `text`, after the log-probabilities of the tokens it completes.
+    fn emit(&mut self, text: String) {
         if !text.is_empty() {
+            if !self.pending.is_empty() {
+                let _ = self
+                    .req
+                    .tx
+                    .send(GenEvent::Logprobs(std::mem::take(&mut self.pending)));
+            }
             // A dropped receiver is noticed as cancellation before the next step.
             let _ = self.req.tx.send(GenEvent::Token { text });
         }

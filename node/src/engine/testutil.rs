@@ -33,6 +33,8 @@ pub fn test_model_path() -> PathBuf {
 pub struct Collected {
     /// The `Token` texts, in order.
     pub tokens: Vec<String>,
+    /// The `Logprobs` entries, in order.
+    pub logprobs: Vec<super::TokenLogprob>,
     pub end: Result<GenSummary, EngineError>,
 }
 
@@ -53,6 +55,7 @@ impl Collected {
 /// channel closes without either.
 pub async fn collect(mut rx: UnboundedReceiver<GenEvent>, limit: Duration) -> Collected {
     let mut tokens = Vec::new();
+    let mut logprobs = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let event = tokio::time::timeout_at(deadline, rx.recv())
@@ -63,10 +66,18 @@ pub async fn collect(mut rx: UnboundedReceiver<GenEvent>, limit: Duration) -> Co
                 assert!(!text.is_empty(), "empty Token event");
                 tokens.push(text);
             }
-            Some(GenEvent::Done(s)) => return Collected { tokens, end: Ok(s) },
+            Some(GenEvent::Logprobs(l)) => logprobs.extend(l),
+            Some(GenEvent::Done(s)) => {
+                return Collected {
+                    tokens,
+                    logprobs,
+                    end: Ok(s),
+                };
+            }
             Some(GenEvent::Failed(e)) => {
                 return Collected {
                     tokens,
+                    logprobs,
                     end: Err(e),
                 };
             }

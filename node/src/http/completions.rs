@@ -5,9 +5,11 @@
 
 use super::AppState;
 use super::follow::{self, Delta};
-use super::openai::{OpenAiCaller, OpenAiError, Totals, choices, end_error, finish_reason, sse};
+use super::openai::{
+    OpenAiCaller, OpenAiError, Totals, choices, end_error, finish_reason, fit, sse,
+};
 use crate::asks::{AskEnd, AskRequest};
-use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::engine::{ChatMessage, Role, SamplingParams, TokenLogprob};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -105,8 +107,11 @@ pub(crate) fn to_asks(r: CompletionRequest) -> Result<(Vec<String>, AskRequest),
             "suffix",
         ));
     }
-    if r.logprobs.is_some_and(|n| n > 0) {
-        return Err(unsupported("logprobs are not supported", "logprobs"));
+    if r.logprobs.is_some() && r.echo == Some(true) {
+        return Err(unsupported(
+            "echo with logprobs is not supported (the prompt's tokens have none here)",
+            "logprobs",
+        ));
     }
     if r.best_of.is_some_and(|b| b != r.n.unwrap_or(1)) {
         return Err(unsupported(
@@ -126,6 +131,7 @@ pub(crate) fn to_asks(r: CompletionRequest) -> Result<(Vec<String>, AskRequest),
             Some(Stop::Many(v)) => v,
         },
         raw_prompt: true,
+        logprobs: r.logprobs.map(|n| u8::try_from(n).unwrap_or(u8::MAX)),
         ..d
     };
     let ask = AskRequest {
@@ -168,6 +174,7 @@ pub(super) async fn completions(
         ));
     }
     let (prompts, ask) = to_asks(r)?;
+    let asked_logprobs = ask.params.logprobs.is_some();
     let total = u32::try_from(prompts.len())
         .unwrap_or(u32::MAX)
         .saturating_mul(n);
@@ -206,10 +213,28 @@ pub(super) async fn completions(
             Vec::new()
         };
         let mut totals = Totals::default();
+        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); count];
+        let mut offsets = vec![0usize; count];
         let events =
             tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |(i, d)| {
                 let out = match d {
-                    Delta::Text(t) => vec![chunk(i, &t, None)],
+                    Delta::Logprobs(l) => {
+                        if let Some(p) = pending.get_mut(i) {
+                            p.extend(l);
+                        }
+                        vec![]
+                    }
+                    Delta::Text(t) => {
+                        let mut c = chunk(i, &t, None);
+                        if let Some(p) = pending.get_mut(i).filter(|p| !p.is_empty()) {
+                            let entries = fit(std::mem::take(p), t.len());
+                            c["choices"][0]["logprobs"] = legacy_logprobs(&entries, offsets[i]);
+                        }
+                        if let Some(o) = offsets.get_mut(i) {
+                            *o += t.len();
+                        }
+                        vec![c]
+                    }
                     Delta::End {
                         end: AskEnd::Done(o),
                         ..
@@ -243,7 +268,12 @@ pub(super) async fn completions(
             } else {
                 o.text.clone()
             };
-            out.push(json!({"text": text, "index": index, "logprobs": null,
+            let logprobs = if asked_logprobs {
+                legacy_logprobs(&fit(o.logprobs.clone(), o.text.len()), 0)
+            } else {
+                Value::Null
+            };
+            out.push(json!({"text": text, "index": index, "logprobs": logprobs,
                             "finish_reason": finish_reason(&o)}));
         }
         Json(
@@ -256,6 +286,34 @@ pub(super) async fn completions(
         resp.headers_mut().insert("x-request-id", v);
     }
     Ok(resp)
+}
+
+/// The legacy `logprobs` object: `tokens`, `token_logprobs`, `top_logprobs` (a map from token to
+/// log-probability per position) and `text_offset` (bytes from `start`).
+fn legacy_logprobs(entries: &[TokenLogprob], start: usize) -> Value {
+    let mut offset = start;
+    let mut offsets = Vec::with_capacity(entries.len());
+    for e in entries {
+        offsets.push(offset);
+        offset += e.bytes.len();
+    }
+    let top: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let map: Map<String, Value> = e
+                .top
+                .iter()
+                .map(|t| (t.token.clone(), json!(t.logprob)))
+                .collect();
+            Value::Object(map)
+        })
+        .collect();
+    json!({
+        "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
+        "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": offsets,
+    })
 }
 
 #[cfg(test)]
@@ -291,7 +349,7 @@ mod tests {
                 "suffix",
             ),
             (
-                json!({"model": "m", "prompt": "x", "logprobs": 2}),
+                json!({"model": "m", "prompt": "x", "logprobs": 2, "echo": true}),
                 "logprobs",
             ),
             (

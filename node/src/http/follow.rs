@@ -8,6 +8,7 @@ use super::error::ApiError;
 use crate::actors::mesh;
 use crate::asks::{AskEnd, AskRequest, AskService};
 use crate::protocol::LiveEvent;
+use crate::protocol::chat::TokenLogprob;
 use crate::protocol::{ModelId, NodeId, RequestId};
 use crate::users::{Caller, Permit};
 use std::time::{Duration, Instant};
@@ -17,8 +18,13 @@ use tracing::Instrument;
 /// What a followed ask sends, in order: text, then its end.
 #[derive(Debug)]
 pub enum Delta {
+    /// The log-probabilities of the tokens of the `Text` that follows (when the ask wants them).
+    Logprobs(Vec<TokenLogprob>),
     Text(String),
-    End { end: AskEnd, elapsed: Duration },
+    End {
+        end: AskEnd,
+        elapsed: Duration,
+    },
 }
 
 /// A started ask.
@@ -270,11 +276,19 @@ impl Relay {
     }
 
     fn forward(&self, ev: LiveEvent, sent: &mut Sent, tx: &UnboundedSender<Delta>) {
-        let LiveEvent::Chunk { offset, text } = ev else {
+        let LiveEvent::Chunk {
+            offset,
+            text,
+            logprobs,
+        } = ev
+        else {
             return;
         };
         let first = sent.chars == 0;
         if let Some(new) = sent.extend(offset, &text) {
+            if !logprobs.is_empty() {
+                let _ = tx.send(Delta::Logprobs(logprobs));
+            }
             if first {
                 metrics::histogram!("orrery_api_time_to_first_token_seconds", "api" => self.api)
                     .record(self.accepted_at.elapsed().as_secs_f64());

@@ -346,6 +346,7 @@ async fn answer(
         let mut calls = tools.is_some().then(CallStream::default);
         let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |d| {
             let out: Vec<Value> = match d {
+                Delta::Logprobs(_) => vec![],
                 Delta::Text(t) => match calls.as_mut() {
                     None => vec![piece(shape, &model, &t, false)],
                     Some(held) => {
@@ -512,6 +513,7 @@ mod tests {
             total_ms: 300,
             attempts: 1,
             tool_calls: Vec::new(),
+            logprobs: Vec::new(),
             embeddings: Vec::new(),
         };
         let v = last_piece(

@@ -11,7 +11,7 @@ use super::formats::{self, OpenAiFormat};
 pub use super::openai_error::{OpenAiCaller, OpenAiError};
 use super::tool_params::{self, InTool, InToolCall};
 use crate::asks::{AskEnd, AskRequest};
-use crate::engine::{ChatMessage, Role, SamplingParams};
+use crate::engine::{ChatMessage, Role, SamplingParams, TokenLogprob};
 use crate::protocol::tools::{self, CallStream, ToolCall, ToolSpec};
 use crate::workflows::AskOutcome;
 use axum::Router;
@@ -129,6 +129,7 @@ pub(crate) struct ChatRequest {
     tool_choice: Option<Value>,
     parallel_tool_calls: Option<bool>,
     logprobs: Option<bool>,
+    top_logprobs: Option<u8>,
     response_format: Option<OpenAiFormat>,
     /// Everything else OpenAI accepts (penalties, logit_bias, user, metadata, ...) is ignored.
     #[serde(flatten)]
@@ -228,13 +229,17 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<ChatAsk, OpenAiError> {
     }
     let tools = tool_params::spec(r.tools, r.tool_choice, r.parallel_tool_calls)
         .map_err(|e| OpenAiError::invalid(e.message, Some(e.param), "invalid_value"))?;
-    if r.logprobs == Some(true) {
-        return Err(OpenAiError::invalid(
-            "logprobs are not supported",
-            Some("logprobs"),
-            "unsupported_parameter",
-        ));
-    }
+    let logprobs = match (r.logprobs == Some(true), r.top_logprobs) {
+        (false, Some(_)) => {
+            return Err(OpenAiError::invalid(
+                "top_logprobs needs logprobs: true",
+                Some("top_logprobs"),
+                "invalid_value",
+            ));
+        }
+        (false, None) => None,
+        (true, top) => Some(top.unwrap_or(0)),
+    };
     let mut response_format = formats::from_openai(r.response_format)
         .map_err(|e| OpenAiError::invalid(e.message, Some("response_format"), e.code))?;
     // A forced call is the form of the whole answer.
@@ -257,6 +262,7 @@ pub(crate) fn to_ask(r: ChatRequest) -> Result<ChatAsk, OpenAiError> {
         },
         response_format: response_format.map(Box::new),
         tools: tools.map(Box::new),
+        logprobs,
         ..d
     };
     let include_usage = r.stream_options.unwrap_or_default().include_usage == Some(true);
@@ -323,6 +329,7 @@ async fn chat_completions(
     check_format(&ask).await?;
     let asks = choices(&s, ask, n)?;
     let tools = asks[0].params.tools.clone().filter(|t| t.active());
+    let asked_logprobs = asks[0].params.logprobs.is_some();
     let (started, rx) = follow::start_many(&s, &caller, asks, "openai").await?;
     let ids: Vec<String> = started.iter().map(|a| a.id.to_string()).collect();
     let id = ids[0].clone();
@@ -349,11 +356,25 @@ async fn chat_completions(
             .map(|_| tools.is_some().then(CallStream::default))
             .collect();
         let mut totals = Totals::default();
+        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |(i, d)| {
             let text_chunk = |t: &str| chunk(i, json!({"content": t}), None);
             let out: Vec<Value> = match d {
+                Delta::Logprobs(l) => {
+                    if let Some(p) = pending.get_mut(i) {
+                        p.extend(l);
+                    }
+                    vec![]
+                }
                 Delta::Text(t) => match held.get_mut(i).and_then(Option::as_mut) {
-                    None => vec![text_chunk(&t)],
+                    None => {
+                        let mut c = text_chunk(&t);
+                        if let Some(p) = pending.get_mut(i).filter(|p| !p.is_empty()) {
+                            let entries = fit(std::mem::take(p), t.len());
+                            c["choices"][0]["logprobs"] = logprobs_json(&entries);
+                        }
+                        vec![c]
+                    }
                     Some(calls) => {
                         let now = calls.push(&t);
                         if now.is_empty() {
@@ -420,8 +441,15 @@ async fn chat_completions(
                 }
             }
             totals.add(&o);
-            out.push(json!({"index": index, "message": message, "logprobs": null,
-                            "finish_reason": finish}));
+            let logprobs = if asked_logprobs {
+                logprobs_json(&fit(o.logprobs.clone(), o.text.len()))
+            } else {
+                Value::Null
+            };
+            out.push(
+                json!({"index": index, "message": message, "logprobs": logprobs,
+                            "finish_reason": finish}),
+            );
         }
         Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -492,6 +520,37 @@ pub(super) fn sse(events: impl futures::Stream<Item = Value> + Send + 'static) -
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The leading entries whose tokens fit in `len` bytes of answer: a stop string cuts the answer
+/// inside the tokens that spelled it, and their log-probabilities go with them.
+pub(super) fn fit(mut entries: Vec<TokenLogprob>, len: usize) -> Vec<TokenLogprob> {
+    let mut used = 0;
+    let keep = entries
+        .iter()
+        .take_while(|e| {
+            used += e.bytes.len();
+            used <= len
+        })
+        .count();
+    entries.truncate(keep);
+    entries
+}
+
+/// Chat's `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`.
+fn logprobs_json(entries: &[TokenLogprob]) -> Value {
+    let content: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let top: Vec<Value> = e
+                .top
+                .iter()
+                .map(|t| json!({"token": t.token, "logprob": t.logprob, "bytes": t.bytes}))
+                .collect();
+            json!({"token": e.token, "logprob": e.logprob, "bytes": e.bytes, "top_logprobs": top})
+        })
+        .collect();
+    json!({"content": content, "refusal": null})
 }
 
 /// A call as OpenAI returns it in `message.tool_calls`.
@@ -624,9 +683,9 @@ mod tests {
                 Some("tools"),
             ),
             (
-                json!({"model": "m", "messages": [], "logprobs": true}),
+                json!({"model": "m", "messages": [], "top_logprobs": 2}),
                 400,
-                Some("logprobs"),
+                Some("top_logprobs"),
             ),
             (
                 json!({"model": "m", "messages": [], "response_format": {"type": "xml"}}),

@@ -1,6 +1,6 @@
 //! What an ask is and how it ends, as the workflows, activities and front doors share it.
 
-use super::chat::FinishReason;
+use super::chat::{FinishReason, TokenLogprob};
 use super::ids::{ModelId, NodeId};
 use super::tools::ToolCall;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,9 @@ pub struct AskOutcome {
     /// The function calls in `text`, when the request offered tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// With `logprobs` asked for: each answer token's, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
     /// For an embedding request: one unit vector per input, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embeddings: Vec<Vec<f32>>,

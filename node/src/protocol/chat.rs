@@ -93,6 +93,33 @@ pub struct SamplingParams {
     /// `/api/embed`); the outcome carries one vector per message.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub embed: bool,
+    /// Report each answer token's log-probability and this many most likely alternatives
+    /// (0..=[`MAX_TOP_LOGPROBS`]); `None`: no log-probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u8>,
+}
+
+/// Most alternatives `top_logprobs` may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u8 = 20;
+
+/// One answer token's log-probability under the model (its raw distribution: before temperature,
+/// `top_p` and any response format's mask), with the most likely alternatives.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's text (its bytes, lossily decoded: a token may hold part of a character).
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<TopLogprob>,
+}
+
+/// An alternative token at one position.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
 }
 
 /// The schema `json_object` mode compiles: any JSON object, as OpenAI's mode and Ollama's
@@ -141,6 +168,7 @@ impl Default for SamplingParams {
             tools: None,
             raw_prompt: false,
             embed: false,
+            logprobs: None,
         }
     }
 }
@@ -189,6 +217,13 @@ impl SamplingParams {
             && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(schema_text)
         {
             problems.push(format!("response_format: the schema is not JSON: {e}"));
+        }
+        if let Some(k) = self.logprobs
+            && k > MAX_TOP_LOGPROBS
+        {
+            problems.push(format!(
+                "top_logprobs must be in 0..={MAX_TOP_LOGPROBS}, got {k}"
+            ));
         }
         if let Some(spec) = &self.tools {
             problems.extend(spec.problems());

@@ -1,6 +1,7 @@
 //! Live events: what the user of an ask is shown while it runs (best effort; the workflow result
 //! is the durable record).
 
+use super::chat::TokenLogprob;
 use super::ids::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -21,12 +22,15 @@ pub enum LiveStage {
 }
 
 /// One live event about one ask.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LiveEvent {
     Status(LiveStage),
     /// `offset` counts the chars of the answer before `text`.
     Chunk {
         offset: usize,
         text: String,
+        /// The log-probabilities of the tokens `text` holds, when the ask wants them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logprobs: Vec<TokenLogprob>,
     },
 }

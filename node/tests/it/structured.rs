@@ -3,7 +3,7 @@
 //! `format`) and call tools (required, named and streamed, auto, tool results sent back), and
 //! every answer and call's arguments parse and validate against their schema (`jsonschema`); an
 //! unsupported schema is a 400 that names the keyword. The same run covers `n` > 1, the legacy
-//! completions (raw prompts) and embeddings on both APIs.
+//! completions (raw prompts), logprobs and embeddings on both APIs.
 
 use crate::harness::{DEFAULT_MODEL_CONFIG, Sandbox};
 use crate::pytools;

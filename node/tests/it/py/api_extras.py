@@ -7,6 +7,8 @@ unchanged:
 - `n` > 1 on chat completions, streamed and not;
 - the legacy `/v1/completions` (a raw prompt, `echo`, a list of prompts times `n`, streamed) and
   Ollama's raw `/api/generate`;
+- logprobs / top_logprobs on chat (streamed and not) and legacy completions: the tokens' bytes
+  spell the answer;
 - embeddings: `/v1/embeddings` (float and base64) and Ollama's `/api/embed`: unit vectors, the
   same for the same text on both APIs, similar texts closer than unrelated ones.
 
@@ -177,6 +179,25 @@ except openai.BadRequestError as e:
 g = oc.generate(model=MODEL, prompt=raw, raw=True, options={"temperature": 0, "num_predict": 20})
 assert "Paris" in g.response, g
 seen["ollama_raw"] = g.response
+
+# Logprobs: the tokens' bytes spell the answer, streamed and not.
+r = client.chat.completions.create(messages=question, logprobs=True, top_logprobs=3, **common)
+c = r.choices[0]
+entries = c.logprobs.content
+assert b"".join(bytes(e.bytes) for e in entries).decode() == c.message.content, (entries, c.message.content)
+assert all(len(e.top_logprobs) == 3 and e.logprob <= 0 for e in entries), entries
+text, spelled = "", b""
+for chunk in client.chat.completions.create(messages=question, logprobs=True, stream=True, **common):
+    if chunk.choices:
+        text += chunk.choices[0].delta.content or ""
+        for e in (chunk.choices[0].logprobs.content if chunk.choices[0].logprobs else None) or []:
+            spelled += bytes(e.bytes)
+assert text == c.message.content and spelled.decode() == text, (text, spelled)
+r = client.completions.create(model=MODEL, prompt=raw, max_tokens=10, temperature=0, logprobs=2)
+lp = r.choices[0].logprobs
+assert "".join(lp.tokens) == r.choices[0].text, (lp.tokens, r.choices[0].text)
+assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.text_offset), lp
+seen["logprobs"] = {"tokens": len(entries), "first": entries[0].token}
 
 # Embeddings.
 import base64

@@ -172,7 +172,7 @@ impl ServerFrame {
             estimated_wait_ms,
         };
         match ev {
-            LiveEvent::Chunk { offset, text } => ServerFrame::Chunk {
+            LiveEvent::Chunk { offset, text, .. } => ServerFrame::Chunk {
                 request_id: request_id.clone(),
                 offset,
                 text,

@@ -66,6 +66,7 @@ fn one_of_each() -> Vec<ServerFrame> {
         total_ms: 4,
         attempts: 1,
         tool_calls: Vec::new(),
+        logprobs: Vec::new(),
         embeddings: Vec::new(),
     };
     let entry = ModelEntry {
@@ -109,6 +110,7 @@ fn one_of_each() -> Vec<ServerFrame> {
             LiveEvent::Chunk {
                 offset: 0,
                 text: "P".into(),
+                logprobs: Vec::new(),
             },
         ),
         ServerFrame::end(&id, AskEnd::Done(outcome), None, 9),
