@@ -3,7 +3,8 @@
 //! `format`) and call tools (required, named and streamed, auto, tool results sent back), and
 //! every answer and call's arguments parse and validate against their schema (`jsonschema`); an
 //! unsupported schema is a 400 that names the keyword. The same run covers `n` > 1, the legacy
-//! completions (raw prompts), logprobs and embeddings on both APIs.
+//! completions (raw prompts), logprobs and embeddings on both APIs, on one node and again on a
+//! 3-node mesh (asked of a node that holds no model), before that mesh's failover test.
 
 use crate::harness::{DEFAULT_MODEL_CONFIG, Sandbox};
 use crate::pytools;
@@ -86,23 +87,7 @@ async fn official_clients_use_tools_n_completions_and_embeddings() {
             &[("ORRERY_API_KEYS", &keys)],
         )
         .await;
-    let base = node.http.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let path: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
-        pytools::run_script("api_extras.py", &[&base, KEY], &path)
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the clients failed:\n{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-    let v: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
-    eprintln!("{v:#}");
+    let v = run_api_extras(&paths, &node).await;
     // The script validated each call against its function's schema; here: each was seen.
     assert!(v["required"]["arguments"].is_object(), "{v}");
     assert!(
@@ -128,6 +113,28 @@ async fn official_clients_use_tools_n_completions_and_embeddings() {
         v["ollama_raw"].as_str().unwrap_or("").contains("Paris"),
         "{v}"
     );
+}
+
+/// Runs api_extras.py against `node`; its one JSON line of what it saw.
+async fn run_api_extras(paths: &[std::path::PathBuf], node: &crate::harness::Node) -> Value {
+    let (paths, base) = (paths.to_vec(), node.http.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let path: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        pytools::run_script("api_extras.py", &[&base, KEY], &path)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the clients failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    let v: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
+    eprintln!("{v:#}");
+    v
 }
 
 /// The real model on a 3-node mesh: n2 (where the client asks) holds no model, n3 and n4 do.
@@ -190,6 +197,15 @@ async fn killing_the_node_mid_json_still_yields_json_that_fits_the_schema() {
         mesh.node(2, &real_model(true)).await,
     ];
     crate::harness::wait_cluster(&n2, &["n2", "n3", "n4"], "up").await;
+
+    // Every API extra through the official clients, asked of n2, answered on n3 or n4.
+    let paths = tokio::task::spawn_blocking(|| {
+        [pytools::OPENAI, pytools::OLLAMA, pytools::COMPOSE_CHECK].map(pytools::ensure)
+    })
+    .await
+    .unwrap();
+    let v = run_api_extras(&paths, &n2).await;
+    assert_eq!(v["embeddings"]["dimensions"], 576, "{v}");
 
     let http = reqwest::Client::new();
     // The body as text, so the schema keeps its key order (a `Value` would sort it).
