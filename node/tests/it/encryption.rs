@@ -73,7 +73,14 @@ async fn ask(node: &Node) -> (String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn history_holds_no_prompt_or_answer_in_the_clear() {
     let sb = Sandbox::start().await;
-    let key = format!("k1:{}", STANDARD.encode([42u8; 32]));
+    // The key comes from `orrery keygen --payload`, as an operator's would.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args(["keygen", "--payload", "--id", "k-test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("k-test:"), "{key}");
     let env = [
         ("ORRERY_PAYLOAD_KEYS", key.as_str()),
         ("ORRERY_ADMIN_TOKEN", TOKEN),
