@@ -104,9 +104,35 @@ async fn history_holds_no_prompt_or_answer_in_the_clear() {
     assert!(holds(&decoded, "violet heron"), "{decoded}");
     assert!(holds(&decoded, &answer), "`{answer}` in {decoded}");
 
+    // The memo (owner, model) is encrypted too; the node's history reads it back.
+    let http = reqwest::Client::new();
+    let listed = wait_for(
+        "the ask in the user's history",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (
+                http.clone(),
+                format!("{}/api/asks?user=anonymous", node.http),
+            );
+            let id = id.clone();
+            async move {
+                let h: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let first = h["asks"].as_array()?.first()?.clone();
+                (first["id"] == id.as_str()).then_some(first)
+            }
+        },
+    )
+    .await;
+    assert_eq!(listed["model"], "smollm2-135m", "{listed}");
+    let memo = &raw["events"][0]["workflowExecutionStartedEventAttributes"]["memo"]["fields"];
+    assert_eq!(
+        memo["user"]["metadata"]["encoding"],
+        STANDARD.encode("binary/encrypted"),
+        "the memo is encrypted: {memo}"
+    );
+
     // A running ask's text so far comes from the generate activity's heartbeats: they are
     // encrypted too, and the node decrypts them for its status answer.
-    let http = reqwest::Client::new();
     let r: Value = http
         .post(format!("{}/api/asks", node.http))
         .json(&json!({"model": "synthetic", "prompt": "count slowly", "max_tokens": 60}))
