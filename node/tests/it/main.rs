@@ -9,6 +9,7 @@ mod compose;
 mod encryption;
 mod hardening;
 mod harness;
+mod limits;
 mod metrics;
 mod ollama;
 mod openai;
