@@ -21,3 +21,4 @@ mod scaling;
 mod structured;
 mod supervision;
 mod websocket;
+mod workers;
