@@ -187,8 +187,9 @@ async fn run_node(
     Ok(())
 }
 
-/// Starts the node's supervision tree, the Temporal workers under it.
-async fn start_actors(
+/// Starts the node's supervision tree, the Temporal workers under it (public for the tests that
+/// drive the tree in process).
+pub async fn start_actors(
     config: &Arc<Config>,
     client: &temporalio_client::Client,
     handle: &NodeHandle,

@@ -1,6 +1,6 @@
 //! Every parser that takes outside input, fed arbitrary and mutated input: WebSocket frames, the
 //! ask fields of the WS and REST APIs, OpenAI chat bodies (and their response formats),
-//! cluster.toml, keys files and ORRERY_API_KEYS, Host and Origin headers, live chunks. None may
+//! cluster.toml, keys files and ORRERY_API_KEYS, payload keys (ORRERY_PAYLOAD_KEYS and their files), Host and Origin headers, live chunks. None may
 //! panic: bad input is an error value, never a crash of the node. (GGUF headers: orrery-cpu's
 //! hostile-file tests.)
 
@@ -101,6 +101,19 @@ proptest! {
     fn keys_never_panic(file in "(\\[\\[keys\\]\\]\n|[a-z_0-9]{1,10} = \"\\PC{0,70}\"\n){0,6}",
                         env in "[a-zA-Z0-9:,\n_-]{0,80}") {
         let _ = KeyStore::parse(Some(&file), Some(&env));
+    }
+
+    #[test]
+    fn payload_keys_never_panic(
+        text in prop_oneof![
+            "\\PC{0,120}",
+            "([a-z0-9_. -]{0,8}:[A-Za-z0-9+/=]{0,48}[,\n#]?){0,4}",
+        ],
+    ) {
+        if let Ok(ring) = crate::codec::Keyring::parse(&text) {
+            // Whatever parses is a usable keyring that round trips through its file form.
+            prop_assert_eq!(crate::codec::Keyring::parse(&ring.to_file_text()), Ok(ring));
+        }
     }
 
     #[test]

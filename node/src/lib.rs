@@ -7,6 +7,7 @@ pub mod actors;
 pub mod app;
 pub mod asks;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod http;

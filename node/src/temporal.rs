@@ -167,8 +167,13 @@ pub async fn connect(
     loop {
         match Connection::connect(opts.clone()).await {
             Ok(conn) => {
-                let client = Client::new(conn, ClientOptions::new(t.namespace.clone()).build())
-                    .map_err(|e| TemporalError::Unreachable {
+                // The codec rides on the client's options: the workers built from this client
+                // and the activities' heartbeats use it too.
+                let options = ClientOptions::new(t.namespace.clone())
+                    .data_converter(crate::codec::data_converter(t.payload_keys.clone()))
+                    .build();
+                let client =
+                    Client::new(conn, options).map_err(|e| TemporalError::Unreachable {
                         address: address.clone(),
                         secs: wait.as_secs(),
                         last: e.to_string(),

@@ -3,6 +3,7 @@
 //! actor, so a holder of the handle always reaches the current one without a registry lookup.
 
 use super::broadcaster::BroadcasterMsg;
+use super::limits::{Leases, LimitsMsg};
 use super::membership::MembershipMsg;
 use super::model_holder::ModelHolderMsg;
 use super::models::{Holders, LoadError, ModelsMsg, ModelsStatus};
@@ -40,6 +41,7 @@ pub struct Slots {
     pub broadcaster: Slot<BroadcasterMsg>,
     pub models: Slot<ModelsMsg>,
     pub membership: Slot<MembershipMsg>,
+    pub limit_keeper: Slot<LimitsMsg>,
 }
 
 /// This node's actors, by type. Cheap to clone.
@@ -50,9 +52,15 @@ pub struct NodeHandle {
     /// Whether this node's Temporal workers poll now: a node without them is not ready and
     /// takes no placements.
     workers_up: Arc<AtomicBool>,
+    /// The leases of asks admitted on this node (see `limits`).
+    leases: Leases,
 }
 
 impl NodeHandle {
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
     /// The slots the supervisor fills.
     pub fn slots(&self) -> &Slots {
         &self.slots

@@ -3,6 +3,7 @@
 //! `protocol::names::groups`). Local actors are reached through `NodeHandle` instead.
 
 pub use super::broadcaster::{broadcaster_of, publish, shown};
+pub use super::limits::{keeper_of, live_keepers};
 use super::membership::{MembershipMsg, PeerState};
 use super::resource_manager::ResourceManagerMsg;
 use crate::protocol::{NodeId, NodeRow, NodeSnapshot, groups};

@@ -3,6 +3,7 @@
 
 pub mod broadcaster;
 pub mod handle;
+pub mod limits;
 pub mod membership;
 pub mod mesh;
 pub mod model_holder;

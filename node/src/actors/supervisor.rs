@@ -4,6 +4,7 @@
 
 use super::broadcaster::{Broadcaster, Followers};
 use super::handle::NodeHandle;
+use super::limits::{LimitKeeper, LimitKeeperArgs};
 use super::membership::{Membership, MembershipArgs};
 use super::models::{Models, ModelsArgs};
 use super::resource_manager::{ResourceManager, ResourceManagerArgs};
@@ -77,6 +78,15 @@ async fn spawn_child(
             slots.models.set(Some(m.clone()));
             m.get_cell()
         }
+        actor_names::LIMIT_KEEPER => {
+            let l_args = LimitKeeperArgs {
+                node: config.node_id.clone(),
+                leases: args.handle.leases().clone(),
+            };
+            let (l, _) = Actor::spawn_linked(n, LimitKeeper, l_args, sup).await?;
+            slots.limit_keeper.set(Some(l.clone()));
+            l.get_cell()
+        }
         actor_names::MEMBERSHIP => {
             let c = &config.cluster;
             let (Some(listen), Some(cookie)) = (c.listen, c.cookie.clone()) else {
@@ -118,6 +128,7 @@ impl NodeSupervisor {
             actor_names::BROADCASTER => slots.broadcaster.set(None),
             actor_names::MODELS => slots.models.set(None),
             actor_names::MEMBERSHIP => slots.membership.set(None),
+            actor_names::LIMIT_KEEPER => slots.limit_keeper.set(None),
             _ => {}
         }
         match state.restarts.next_delay(&name) {
@@ -145,6 +156,7 @@ impl Actor for NodeSupervisor {
             actor_names::RESOURCE_MANAGER,
             actor_names::BROADCASTER,
             actor_names::MODELS,
+            actor_names::LIMIT_KEEPER,
         ];
         if args.config.cluster.listen.is_some() {
             children.push(actor_names::MEMBERSHIP);

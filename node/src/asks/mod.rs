@@ -189,7 +189,7 @@ impl AskService {
     pub async fn start(&self, input: AskInput) -> Result<(), AskError> {
         let id = input.request_id.to_string();
         let opts = WorkflowStartOptions::new(CLUSTER_TASK_QUEUE, id.clone())
-            .static_summary(summary(&input))
+            .static_summary(summary(&input, self.config.temporal.payload_keys.is_some()))
             .memo(records::memo(&input))
             .maybe_search_attributes(self.user_search.attributes(&input.user))
             .priority(records::temporal_priority(&input.priority))
@@ -301,7 +301,12 @@ impl AskService {
     }
 }
 
-fn summary(input: &AskInput) -> String {
+/// The workflow's summary in the Temporal UI. Summaries are not payloads the codec encrypts, so
+/// with encryption on it names the model only, never the prompt.
+fn summary(input: &AskInput, encrypted: bool) -> String {
+    if encrypted {
+        return input.model.to_string();
+    }
     let q: String = input
         .messages
         .last()

@@ -291,6 +291,7 @@ async fn running_picture(asks: &AskService, id: &RequestId, d: &Described, s: &m
         s.text_so_far = a
             .heartbeat_details
             .as_ref()
+            // Already decrypted: describe runs the client's codec over pending activities.
             .and_then(|p| p.payloads.first())
             .and_then(|p| serde_json::from_slice::<Progress>(&p.data).ok())
             .map(|p| p.text);

@@ -75,7 +75,17 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         temporal_address: a.temporal_port.map(|p| format!("127.0.0.1:{p}")),
         ..Default::default()
     };
-    serve(load_config(&a.common.config, &overrides)?).await
+    let mut config = load_config(&a.common.config, &overrides)?;
+    // A node of its own keeps its own payload key (no key configured: one is made and kept).
+    if config.temporal.payload_keys.is_none() {
+        let path = config.data_dir.join("payload.keys");
+        let keys = orrery::codec::keys::load_or_create(&path)
+            .map_err(|e| anyhow::anyhow!("payload encryption key: {e}"))?;
+        tracing::info!(file = %path.display(), key.id = %keys.active().id(),
+            "payloads encrypted with the data directory's key");
+        config.temporal.payload_keys = Some(std::sync::Arc::new(keys));
+    }
+    serve(config).await
 }
 
 pub async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {

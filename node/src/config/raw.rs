@@ -93,6 +93,10 @@ pub(super) struct RawTemporal {
     pub(super) ui_port: Option<u16>,
     pub(super) namespace: Option<String>,
     pub(super) tls: Option<RawTls>,
+    /// A file of payload encryption keys (`ID:BASE64_32_BYTES`, one a line).
+    pub(super) payload_keys_file: Option<String>,
+    /// Origins whose pages may call `/codec/*` (the Temporal UI's).
+    pub(super) codec_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

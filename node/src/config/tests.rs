@@ -358,15 +358,82 @@ fn the_cookie_file_is_read_before_resolution() {
             "/nonexistent/cookie".into(),
             Ok("s3cret-from-file\n".into()),
         )),
+        ..Default::default()
     };
     let c = resolve(Some(file), &env(&[]), &o, &read).unwrap();
     assert_eq!(c.cluster.cookie.unwrap().expose(), "s3cret-from-file");
     let unread = FileReads {
         cookie: Some(("/nonexistent/cookie".into(), Err("not found".into()))),
+        ..Default::default()
     };
     let err = resolve(Some(file), &env(&[]), &o, &unread).unwrap_err();
     assert!(err.to_string().contains("cookie file"), "{err}");
     // And the real read of a missing file is reported the same way.
     let err = Config::resolve(Some(file), &env(&[]), &o).unwrap_err();
     assert!(err.to_string().contains("cookie file"), "{err}");
+}
+
+/// Payload keys: the environment wins over the file, the file is read before resolution, a bad
+/// value is a clear error that holds no key bytes, and the codec origin defaults to the UI's.
+#[test]
+fn payload_keys_come_from_the_environment_or_a_file() {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let o = Overrides::default();
+    let c = Config::resolve(None, &env(&[]), &o).unwrap();
+    assert!(c.temporal.payload_keys.is_none());
+    assert_eq!(c.temporal.codec_origins, Vec::<String>::new());
+    let keys = format!("k2:{key},k1:{key}");
+    let c = Config::resolve(
+        None,
+        &env(&[
+            ("ORRERY_PAYLOAD_KEYS", &keys),
+            ("ORRERY_TEMPORAL_UI_URL", "http://localhost:8233/namespaces"),
+        ]),
+        &o,
+    )
+    .unwrap();
+    assert!(!format!("{:?}", c.temporal).contains(&key));
+    assert_eq!(c.temporal.payload_keys.unwrap().ids(), ["k2", "k1"]);
+    assert_eq!(c.temporal.codec_origins, ["http://localhost:8233"]);
+
+    let file =
+        "[temporal]\npayload_keys_file = \"/keys\"\ncodec_origins = [\"https://ui.example\"]\n";
+    let read = FileReads {
+        payload_keys: Some(("/keys".into(), Ok(format!("# mine\nk3:{key}\n")))),
+        ..Default::default()
+    };
+    let c = resolve(Some(file), &env(&[]), &o, &read).unwrap();
+    assert_eq!(c.temporal.payload_keys.unwrap().ids(), ["k3"]);
+    assert_eq!(c.temporal.codec_origins, ["https://ui.example"]);
+
+    for (e, read, want) in [
+        (
+            env(&[("ORRERY_PAYLOAD_KEYS", "k1:c2hvcnQ=")]),
+            FileReads::default(),
+            "ORRERY_PAYLOAD_KEYS: payload key `k1` is 5 bytes",
+        ),
+        (
+            env(&[]),
+            FileReads {
+                payload_keys: Some(("/keys".into(), Err("not found".into()))),
+                ..Default::default()
+            },
+            "payload keys file `/keys` cannot be read",
+        ),
+        (
+            env(&[]),
+            FileReads {
+                payload_keys: Some(("/keys".into(), Ok(key.clone()))),
+                ..Default::default()
+            },
+            "payload keys file `/keys`: payload key entry 1 is not ID:BASE64_32_BYTES",
+        ),
+    ] {
+        let err = resolve(Some(file), &e, &o, &read).unwrap_err().to_string();
+        assert!(err.contains(want) && !err.contains(&key), "{err}");
+    }
+    // The real read of a missing keys file is reported the same way.
+    let err = Config::resolve(Some(file), &env(&[]), &o).unwrap_err();
+    assert!(err.to_string().contains("cannot be read"), "{err}");
 }

@@ -4,9 +4,12 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::actors::NodeHandle;
+use crate::actors::limits::{self, Lease};
 use crate::config::Config;
+use crate::protocol::NodeId;
 use crate::users::{
-    Caller, Exposure, KeyStore, KeysError, Limiter, Permit, Tier, UserId, exposure,
+    Caller, Exposure, KeyStore, KeysError, Limiter, Refusal, Tier, UserId, exposure,
 };
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -138,17 +141,34 @@ impl Auth {
         }
     }
 
-    /// Admits one ask of `caller` under their limits, or answers 429 with `Retry-After`.
-    pub fn admit(&self, caller: &Caller) -> Result<Permit, ApiError> {
+    /// Admits one ask of `caller` under their limits, counted on the user's keeper node so that
+    /// they hold across the cluster (see `actors::limits`), or answers 429 with `Retry-After`.
+    pub async fn admit(
+        &self,
+        node: &NodeHandle,
+        me: &NodeId,
+        caller: &Caller,
+    ) -> Result<Lease, ApiError> {
+        match limits::acquire(node.leases(), me, &caller.user, caller.limit).await {
+            Some(got) => got.map_err(|r| refused(caller, r)),
+            // No keeper runs (the node is starting or stopping): count on this node alone.
+            None => self.admit_here(caller),
+        }
+    }
+
+    /// Admits one ask of `caller` under their limits on this node alone.
+    pub fn admit_here(&self, caller: &Caller) -> Result<Lease, ApiError> {
         self.limiter
             .try_acquire(&caller.user, caller.limit, Instant::now())
-            .map_err(|r| {
-                metrics::counter!("orrery_rate_limited_total", "reason" => r.reason())
-                    .increment(1);
-                tracing::info!(user = %caller.user, reason = r.reason(), "ask refused by the user's limits");
-                ApiError::new("too_many_requests", r.message()).with_retry_after(r.retry_after_secs())
-            })
+            .map(Lease::local)
+            .map_err(|r| refused(caller, r))
     }
+}
+
+fn refused(caller: &Caller, r: Refusal) -> ApiError {
+    metrics::counter!("orrery_rate_limited_total", "reason" => r.reason()).increment(1);
+    tracing::info!(user = %caller.user, reason = r.reason(), "ask refused by the user's limits");
+    ApiError::new("too_many_requests", r.message()).with_retry_after(r.retry_after_secs())
 }
 
 /// The key a request carries: `Authorization: Bearer KEY`, else `?api_key=KEY`.
@@ -270,9 +290,9 @@ mod tests {
             HeaderValue::from_static("Bearer sk-alice-0123456789"),
         );
         let alice = a.authenticate(&h, &"/".parse().unwrap()).unwrap();
-        let _p1 = a.admit(&alice).unwrap();
-        let _p2 = a.admit(&alice).unwrap();
-        let e = a.admit(&alice).unwrap_err();
+        let _p1 = a.admit_here(&alice).unwrap();
+        let _p2 = a.admit_here(&alice).unwrap();
+        let e = a.admit_here(&alice).unwrap_err();
         assert_eq!(e.code, "too_many_requests");
         assert_eq!(e.retry_after_secs, Some(1));
     }

@@ -5,12 +5,13 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::actors::limits::Lease;
 use crate::actors::mesh;
 use crate::asks::{AskEnd, AskRequest, AskService};
 use crate::protocol::LiveEvent;
 use crate::protocol::chat::TokenLogprob;
 use crate::protocol::{ModelId, NodeId, RequestId};
-use crate::users::{Caller, Permit};
+use crate::users::Caller;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tracing::Instrument;
@@ -42,12 +43,15 @@ pub(super) async fn admit_and_start(
     mut req: AskRequest,
     api: &'static str,
     before_start: impl FnOnce(&RequestId),
-) -> Result<(Started, Permit, NodeId), ApiError> {
+) -> Result<(Started, Lease, NodeId), ApiError> {
     req.user = caller.user.to_string();
     req.priority = Some(caller.tier.cap(req.priority.take()));
     let input = state.asks.validate(req)?;
     state.asks.check_context(&state.node, &input).await?;
-    let permit = state.auth.admit(caller)?;
+    let permit = state
+        .auth
+        .admit(&state.node, &state.asks.config.node_id, caller)
+        .await?;
     let id = input.request_id.clone();
     let model = input.model.clone();
     let origin = input.origin.clone();
@@ -235,7 +239,7 @@ impl Relay {
         self,
         mut live_rx: UnboundedReceiver<(RequestId, LiveEvent)>,
         tx: UnboundedSender<Delta>,
-        permit: Permit,
+        permit: Lease,
     ) {
         let _permit = permit;
         let mut sent = Sent::default();

@@ -1,7 +1,8 @@
 //! Where requests may come from. A page the user visits must not drive their node: `/ws` and every
 //! state-changing route refuse a cross-site `Origin` (cross-site WebSocket hijacking, CSRF), and a
 //! node listening on loopback answers only to loopback host names (DNS rebinding), unless the
-//! configuration allows more (`[http] allowed_origins`, `allowed_hosts`).
+//! configuration allows more (`[http] allowed_origins`, `allowed_hosts`; `/codec/*` also takes
+//! `[temporal] codec_origins`).
 
 use super::AppState;
 use super::error::ApiError;
@@ -82,7 +83,12 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
         let origin = origin.to_str().unwrap_or("");
-        if !origin_allowed(origin, host.as_deref(), &config.http_server.allowed_origins) {
+        // The codec endpoint is called from the Temporal UI's pages too.
+        let codec_page = req.uri().path().starts_with("/codec/")
+            && origin_allowed(origin, None, &config.temporal.codec_origins);
+        if !codec_page
+            && !origin_allowed(origin, host.as_deref(), &config.http_server.allowed_origins)
+        {
             let e = ApiError::new(
                 "forbidden_origin",
                 format!("requests from pages of {origin} are refused (see [http] allowed_origins)"),

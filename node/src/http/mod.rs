@@ -1,8 +1,9 @@
 //! The HTTP surface of a node: the web UI, `/ws`, the OpenAI- and Ollama-compatible APIs, the
-//! REST workflow API, health, readiness and metrics.
+//! REST workflow API, the codec endpoint of encrypted payloads, health, readiness and metrics.
 
 mod admin;
 pub mod auth;
+mod codec;
 mod completions;
 mod embeddings;
 pub mod error;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(ollama::routes())
         .merge(rest::routes())
+        .merge(codec::routes(state.clone()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

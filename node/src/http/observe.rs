@@ -135,6 +135,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "asks refused by per-user limits, by reason (concurrency, rate)",
     ),
     (
+        "orrery_user_leases_kept",
+        "gauge",
+        "asks in flight counted on this node's limit keeper (for the users it keeps, from every node)",
+    ),
+    (
         "orrery_node_cpu_percent",
         "gauge",
         "CPU use of this machine",

@@ -34,6 +34,7 @@ pub mod actor_names {
     pub const BROADCASTER: &str = "orrery.broadcaster";
     pub const WORKER_HOST: &str = "orrery.worker_host";
     pub const MEMBERSHIP: &str = "orrery.membership";
+    pub const LIMIT_KEEPER: &str = "orrery.limit_keeper";
 
     const MODEL_HOLDER_PREFIX: &str = "orrery.model.";
 
@@ -63,6 +64,18 @@ pub mod groups {
     /// The Broadcaster of one node (where its users' live events go).
     pub fn broadcast(node: &NodeId) -> String {
         format!("orrery.broadcast.{node}")
+    }
+
+    const LIMITS_PREFIX: &str = "orrery.limits.";
+
+    /// The LimitKeeper of one node (per-user counters); the live ones choose each user's keeper.
+    pub fn limits(node: &NodeId) -> String {
+        format!("{LIMITS_PREFIX}{node}")
+    }
+
+    /// The node whose LimitKeeper group this is, or None for any other group.
+    pub fn node_of_limits(group: &str) -> Option<NodeId> {
+        group.strip_prefix(LIMITS_PREFIX).map(NodeId::new)
     }
 }
 

@@ -1,14 +1,18 @@
-//! Per-user limits on one node: asks in flight at once (a permit held until the ask ends) and asks
-//! per minute (a token bucket refilled continuously, a minute's worth deep). Time is passed in, so
-//! tests need no clock.
+//! Per-user limits: asks in flight at once (a lease held until the ask ends) and asks per minute
+//! (a token bucket refilled continuously, a minute's worth deep). One node keeps a user's counters
+//! for the whole cluster (see `owner` and `actors::limits`); leases are named, so that the node
+//! that holds one can release it there, move it when the keeper changes, and the keeper can drop
+//! those of a node that left. Time is passed in, so tests need no clock.
 
 use super::{TierLimit, UserId};
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why an ask was refused, and when trying again may work.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Refusal {
     Concurrency { limit: u32, retry_after: Duration },
     Rate { limit: u32, retry_after: Duration },
@@ -50,34 +54,29 @@ impl Refusal {
 
 #[derive(Debug)]
 struct Usage {
-    in_flight: u32,
+    leases: HashSet<String>,
     tokens: f64,
     refilled_at: Instant,
 }
 
-/// The limits' bookkeeping for every user of this node.
+/// The limits' bookkeeping for the users whose counters this node keeps.
 #[derive(Debug, Default)]
 pub struct Limiter {
     users: Mutex<HashMap<UserId, Usage>>,
+    next_lease: AtomicU64,
 }
 
-/// One admitted ask; its user's in-flight count drops when this is dropped.
+/// One admitted ask of a local [`Limiter`]; its lease is released when this is dropped.
 #[derive(Debug)]
 pub struct Permit {
     limiter: Arc<Limiter>,
     user: UserId,
+    lease: String,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut users = self
-            .limiter
-            .users
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(u) = users.get_mut(&self.user) {
-            u.in_flight = u.in_flight.saturating_sub(1);
-        }
+        self.limiter.release(&self.user, &self.lease);
     }
 }
 
@@ -86,49 +85,115 @@ impl Limiter {
         Arc::new(Self::default())
     }
 
-    /// Admits one ask of `user` at `now`, or says why not. A refused ask costs nothing.
-    pub fn try_acquire(
-        self: &Arc<Self>,
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Usage>> {
+        // A poisoned lock only means another thread panicked mid-update of plain counters.
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user's usage, its bucket refilled up to `now`.
+    fn usage<'a>(
+        users: &'a mut HashMap<UserId, Usage>,
         user: &UserId,
         limit: TierLimit,
         now: Instant,
-    ) -> Result<Permit, Refusal> {
-        // A poisoned lock only means another thread panicked mid-update of plain counters.
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> &'a mut Usage {
         let capacity = f64::from(limit.requests_per_minute);
-        let per_sec = capacity / 60.0;
         let u = users.entry(user.clone()).or_insert(Usage {
-            in_flight: 0,
+            leases: HashSet::new(),
             tokens: capacity,
             refilled_at: now,
         });
         let elapsed = now.saturating_duration_since(u.refilled_at).as_secs_f64();
-        u.tokens = (u.tokens + elapsed * per_sec).min(capacity);
+        u.tokens = (u.tokens + elapsed * capacity / 60.0).min(capacity);
         u.refilled_at = now;
-        if u.in_flight >= limit.max_concurrent {
+        u
+    }
+
+    /// Admits the ask holding `lease` for `user` at `now`, or says why not. A refused ask costs
+    /// nothing; a lease already held is admitted again at no cost (a retried call).
+    pub fn acquire(
+        &self,
+        user: &UserId,
+        limit: TierLimit,
+        lease: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let mut users = self.users();
+        let u = Self::usage(&mut users, user, limit, now);
+        if u.leases.contains(lease) {
+            return Ok(());
+        }
+        if u.leases.len() >= limit.max_concurrent as usize {
             return Err(Refusal::Concurrency {
                 limit: limit.max_concurrent,
                 retry_after: Duration::from_secs(1),
             });
         }
         if u.tokens < 1.0 {
+            let per_sec = f64::from(limit.requests_per_minute) / 60.0;
             return Err(Refusal::Rate {
                 limit: limit.requests_per_minute,
                 retry_after: Duration::from_secs_f64((1.0 - u.tokens) / per_sec),
             });
         }
         u.tokens -= 1.0;
-        u.in_flight += 1;
+        u.leases.insert(lease.to_string());
+        Ok(())
+    }
+
+    /// Counts a lease admitted elsewhere (by this user's previous keeper), without limits: the ask
+    /// runs already.
+    pub fn adopt(&self, user: &UserId, limit: TierLimit, lease: &str, now: Instant) {
+        let mut users = self.users();
+        Self::usage(&mut users, user, limit, now)
+            .leases
+            .insert(lease.to_string());
+    }
+
+    pub fn release(&self, user: &UserId, lease: &str) {
+        if let Some(u) = self.users().get_mut(user) {
+            u.leases.remove(lease);
+        }
+    }
+
+    /// Drops every lease `keep` refuses (those of nodes that left); returns how many.
+    pub fn retain_leases(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut dropped = 0;
+        for u in self.users().values_mut() {
+            let before = u.leases.len();
+            u.leases.retain(|l| keep(l));
+            dropped += before - u.leases.len();
+        }
+        dropped
+    }
+
+    /// Admits one ask of `user` on this node alone (a lease named here).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        user: &UserId,
+        limit: TierLimit,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
+        let lease = format!("local/{}", self.next_lease.fetch_add(1, Ordering::Relaxed));
+        self.acquire(user, limit, &lease, now)?;
         Ok(Permit {
             limiter: self.clone(),
             user: user.clone(),
+            lease,
         })
+    }
+
+    /// Leases counted here, all users together.
+    pub fn leases(&self) -> usize {
+        self.users().values().map(|u| u.leases.len()).sum()
     }
 
     /// Asks in flight for `user`.
     pub fn in_flight(&self, user: &UserId) -> u32 {
-        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        users.get(user).map(|u| u.in_flight).unwrap_or(0)
+        self.users()
+            .get(user)
+            .map(|u| u.leases.len() as u32)
+            .unwrap_or(0)
     }
 }
 
@@ -206,5 +271,31 @@ mod tests {
         let r = l.try_acquire(&u, limit(10, 6), t0).unwrap_err();
         assert_eq!(r.retry_after_secs(), 10);
         assert!(r.message().contains("6 asks per minute"));
+    }
+
+    #[test]
+    fn named_leases_are_admitted_once_released_adopted_and_dropped_by_holder() {
+        let l = Limiter::default();
+        let u = UserId::parse("u").unwrap();
+        let t = Instant::now();
+        assert!(l.acquire(&u, limit(2, 100), "n1/1", t).is_ok());
+        // The same lease again (a retried call) costs nothing.
+        assert!(l.acquire(&u, limit(2, 100), "n1/1", t).is_ok());
+        assert_eq!(l.in_flight(&u), 1);
+        assert!(l.acquire(&u, limit(2, 100), "n2/1", t).is_ok());
+        assert_eq!(
+            l.acquire(&u, limit(2, 100), "n3/1", t)
+                .unwrap_err()
+                .reason(),
+            "concurrency"
+        );
+        // A lease moved here from another keeper counts even above the limit: its ask runs.
+        l.adopt(&u, limit(2, 100), "n3/0", t);
+        assert_eq!(l.in_flight(&u), 3);
+        l.release(&u, "n2/1");
+        assert_eq!(l.in_flight(&u), 2);
+        // Node n1 left: its leases go.
+        assert_eq!(l.retain_leases(|lease| !lease.starts_with("n1/")), 1);
+        assert_eq!(l.in_flight(&u), 1);
     }
 }

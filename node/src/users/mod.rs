@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod limits;
+pub mod owner;
 
 use crate::protocol::Priority;
 use serde::{Deserialize, Serialize};
@@ -104,8 +105,8 @@ impl FromStr for Tier {
     }
 }
 
-/// One user's limits on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One user's limits, across the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierLimit {
     /// Asks in flight at once.
     pub max_concurrent: u32,

@@ -76,6 +76,18 @@ async fn up_then_ask_answers_paris_and_stops_cleanly() {
         String::from_utf8_lossy(&ask.stderr)
     );
     assert!(answer.contains("Paris"), "answer: {answer}");
+    // `up` encrypts payloads with a key it made and keeps in its data directory, private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let keys = data.path().join("payload.keys");
+        let mode = std::fs::metadata(&keys)
+            .expect("payload.keys")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", keys.display());
+        let text = std::fs::read_to_string(&keys).unwrap();
+        assert!(orrery::codec::Keyring::parse(&text).is_ok(), "a usable key");
+    }
     // The answer is whole lines on stdout, so the footer (stderr) starts on a line of its own.
     assert!(answer.ends_with('\n'), "answer: {answer:?}");
     let footer = String::from_utf8_lossy(&ask.stderr);

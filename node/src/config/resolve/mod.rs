@@ -17,6 +17,9 @@ use std::collections::HashMap;
 pub struct FileReads {
     /// `cluster.cookie_file`: its path and its contents, or why it could not be read.
     pub cookie: Option<(String, Result<String, String>)>,
+    /// The payload keys file (`[temporal] payload_keys_file`, `ORRERY_PAYLOAD_KEYS_FILE`) when
+    /// `ORRERY_PAYLOAD_KEYS` does not set the keys itself.
+    pub payload_keys: Option<(String, Result<String, String>)>,
 }
 
 impl FileReads {
@@ -34,7 +37,22 @@ impl FileReads {
             )),
             _ => None,
         };
-        FileReads { cookie }
+        let env = Env(env);
+        let payload_keys = match (
+            env.get("ORRERY_PAYLOAD_KEYS"),
+            env.get("ORRERY_PAYLOAD_KEYS_FILE")
+                .or(raw.temporal.payload_keys_file.clone()),
+        ) {
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(&f).map_err(|e| e.to_string());
+                Some((f, text))
+            }
+            _ => None,
+        };
+        FileReads {
+            cookie,
+            payload_keys,
+        }
     }
 }
 
@@ -76,7 +94,7 @@ pub fn resolve(
         .unwrap_or_else(|| "orrery".into());
     let cluster = cluster::mesh(&raw.cluster, &env, overrides, reads, &mut errors);
     let node = cluster::node(&raw.node, &env, overrides, &mut errors);
-    let temporal = temporal::resolve(&raw.temporal, &env, overrides, &mut errors);
+    let temporal = temporal::resolve(&raw.temporal, &env, overrides, reads, &mut errors);
     let (models, default_model) = models::resolve(raw.models, &mut errors);
     let limits = settings::limits(&raw.limits, &mut errors);
     let auth = settings::auth(raw.auth, &env, &mut errors);

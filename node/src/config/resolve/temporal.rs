@@ -1,14 +1,17 @@
 //! Where Temporal is: embedded (a dev server this node starts) or external (with TLS, API key).
 
-use super::Env;
+use super::{Env, FileReads};
+use crate::codec::Keyring;
 use crate::config::raw::RawTemporal;
 use crate::config::{Overrides, Secret, TemporalConfig, TemporalTarget, TlsConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub(super) fn resolve(
     raw: &RawTemporal,
     env: &Env,
     overrides: &Overrides,
+    reads: &FileReads,
     errors: &mut Vec<String>,
 ) -> TemporalConfig {
     let embedded = overrides
@@ -53,7 +56,23 @@ pub(super) fn resolve(
         client_key: PathBuf::from(&t.client_key),
         domain: t.domain.clone(),
     });
+    let payload_keys = payload_keys(env, reads, errors);
+    let codec_origins = match env.get("ORRERY_CODEC_ORIGINS") {
+        Some(v) => v.split(',').map(|o| o.trim().to_string()).collect(),
+        None => raw.codec_origins.clone().unwrap_or_else(|| {
+            // The Temporal UI's own origin: its codec calls come from its pages.
+            let ui = match &target {
+                TemporalTarget::Embedded { ui_port, .. } => {
+                    Some(format!("http://127.0.0.1:{ui_port}"))
+                }
+                TemporalTarget::External { ui_url, .. } => ui_url.clone(),
+            };
+            ui.and_then(|u| origin_of(&u)).into_iter().collect()
+        }),
+    };
     TemporalConfig {
+        payload_keys,
+        codec_origins,
         target,
         namespace: env
             .get("ORRERY_TEMPORAL_NAMESPACE")
@@ -62,4 +81,32 @@ pub(super) fn resolve(
         tls,
         api_key: env.get("ORRERY_TEMPORAL_API_KEY").map(Secret::new),
     }
+}
+
+/// The keys from `ORRERY_PAYLOAD_KEYS`, else from the keys file; a bad value is reported without
+/// the key material.
+fn payload_keys(env: &Env, reads: &FileReads, errors: &mut Vec<String>) -> Option<Arc<Keyring>> {
+    let (source, text) = match (env.get("ORRERY_PAYLOAD_KEYS"), &reads.payload_keys) {
+        (Some(v), _) => ("ORRERY_PAYLOAD_KEYS".to_string(), v),
+        (None, Some((f, Ok(text)))) => (format!("payload keys file `{f}`"), text.clone()),
+        (None, Some((f, Err(e)))) => {
+            errors.push(format!("payload keys file `{f}` cannot be read: {e}"));
+            return None;
+        }
+        (None, None) => return None,
+    };
+    match Keyring::parse(&text) {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            errors.push(format!("{source}: {e}"));
+            None
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }

@@ -41,6 +41,15 @@ def main() -> int:
         cmd = services[n].get("command", [])
         if n not in cmd:
             problems.append(f"{n}: its command must set --node-id {n}")
+    # Whoever reaches Temporal reads (encrypted) histories and can signal workflows: its ports are
+    # published on loopback only, and every node encrypts what it stores there.
+    for name in ["temporal", "temporal-ui"]:
+        for port in services.get(name, {}).get("ports", []):
+            if not str(port).startswith("127.0.0.1:"):
+                problems.append(f"{name} publishes {port} beyond loopback")
+    for n in nodes:
+        if "ORRERY_PAYLOAD_KEYS" not in (services[n].get("environment") or {}):
+            problems.append(f"{n}: ORRERY_PAYLOAD_KEYS is not set (payload encryption)")
     if "postgres" not in json.dumps(services.get("temporal", {})).lower():
         problems.append("temporal must persist to PostgreSQL")
 
