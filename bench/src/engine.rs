@@ -98,6 +98,8 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
         LocalConfig {
             max_sequences: spec.max_sequences.max(1),
             precision: spec.precision,
+            // The same prompt is asked again and again: measure prefill, not the cache.
+            prefix_cache: false,
             ..LocalConfig::default()
         }
     } else {
@@ -108,6 +110,7 @@ fn run_probe(spec: &ProbeSpec) -> anyhow::Result<ProbeResult> {
             precision: spec.precision,
             threads: 0,
             context: 0,
+            prefix_cache: false,
         }
     };
     let engine = LocalEngine::load_with(&spec.model, "bench", config)?;

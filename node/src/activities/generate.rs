@@ -181,6 +181,7 @@ async fn embed(
             attempts: input.attempt,
             tool_calls: Vec::new(),
             logprobs: Vec::new(),
+            cached_tokens: 0,
             embeddings: e.vectors,
         }),
         Err(e) if e.is_bad_request() => Err(non_retryable(INVALID_REQUEST, e.to_string())),
@@ -284,6 +285,7 @@ impl NodeActivities {
                 Ok(AskOutcome {
                     tool_calls,
                     logprobs,
+                    cached_tokens: s.cached_tokens,
                     embeddings: Vec::new(),
                     text,
                     node: self.node.clone(),

@@ -36,6 +36,9 @@ pub struct LocalConfig {
     /// Longest sequence (prompt and answer) in tokens: the model's own context length capped by
     /// this; 0 means [`DEFAULT_CONTEXT`].
     pub context: usize,
+    /// Keep finished answers' KV states (up to one full context's worth, least recently used
+    /// out) so prompts that start the same way prefill only what is new.
+    pub prefix_cache: bool,
 }
 
 /// Context a model gets when its configuration names none: the KV cache of every sequence is
@@ -53,6 +56,7 @@ impl Default for LocalConfig {
             precision: Precision::Quantized,
             threads: 0,
             context: 0,
+            prefix_cache: true,
         }
     }
 }
@@ -125,11 +129,19 @@ impl LocalEngine {
 
         let max_sequences = config.max_sequences.max(1);
         let kv_bytes_per_seq = loaded.model.config.kv_bytes_per_token() * context_len as u64;
+        // The prefix cache keeps up to one full context's worth of finished answers' states.
+        let prefix_cache_bytes = if config.prefix_cache {
+            kv_bytes_per_seq
+        } else {
+            0
+        };
         let info = EngineInfo {
             model_id: model_id.clone(),
             kind: "gguf".to_string(),
             context_len: context_len as u32,
-            memory_bytes: loaded.weight_bytes + kv_bytes_per_seq * max_sequences as u64,
+            memory_bytes: loaded.weight_bytes
+                + kv_bytes_per_seq * max_sequences as u64
+                + prefix_cache_bytes,
             max_sequences,
         };
         let tokenizer = Arc::new(tokenizer);
@@ -144,6 +156,7 @@ impl LocalEngine {
                 max_sequences,
                 prefill_chunk: config.prefill_chunk,
                 context_len,
+                prefix_cache_bytes: prefix_cache_bytes as usize,
             },
             GenMetrics::new(&model_id),
         )

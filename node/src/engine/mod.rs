@@ -11,6 +11,7 @@
 mod constraint;
 mod jobs;
 mod local;
+mod prefix_cache;
 mod remote;
 mod scheduler;
 mod sequence;
@@ -99,6 +100,9 @@ pub struct GenSummary {
     pub finish_reason: FinishReason,
     /// Tokens of the rendered prompt, resume text included.
     pub prompt_tokens: u32,
+    /// Of those, the ones the prefix cache already held (not prefilled again).
+    #[serde(default)]
+    pub cached_tokens: u32,
     /// New tokens sampled, the end-of-turn token excluded.
     pub completion_tokens: u32,
     /// From `generate` to the first sampled token (zero when none was sampled).

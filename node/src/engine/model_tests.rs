@@ -380,3 +380,43 @@ async fn greedy_logprobs_spell_the_answer_and_rank_the_sampled_token_first() {
     let plain = collect(engine.generate(ask(FRANCE, 4)), LIMIT).await;
     assert!(plain.logprobs.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_turn_reuses_the_cached_conversation_and_answers_the_same() {
+    let cached = load(LocalConfig::default());
+    let plain = load(LocalConfig {
+        prefix_cache: false,
+        ..LocalConfig::default()
+    });
+    let first = collect(cached.generate(ask(FRANCE, 12)), LIMIT).await;
+    let turn = vec![
+        ChatMessage::new(Role::User, FRANCE),
+        ChatMessage::new(Role::Assistant, first.text()),
+        ChatMessage::new(Role::User, "And the capital of Italy?"),
+    ];
+    let params = SamplingParams {
+        max_tokens: 12,
+        temperature: 0.0,
+        ..SamplingParams::default()
+    };
+    let with = collect(
+        cached.generate(GenerateRequest::new(turn.clone(), params.clone())),
+        LIMIT,
+    )
+    .await;
+    let without = collect(plain.generate(GenerateRequest::new(turn, params)), LIMIT).await;
+    assert_eq!(with.text(), without.text());
+    // The whole first prompt (and the answer's tokens, where they tokenize the same) came from
+    // the cache; the engine without one prefilled everything.
+    assert!(
+        with.summary().cached_tokens >= first.summary().prompt_tokens,
+        "{} cached of a first prompt of {}",
+        with.summary().cached_tokens,
+        first.summary().prompt_tokens
+    );
+    assert_eq!(without.summary().cached_tokens, 0);
+    assert_eq!(
+        with.summary().prompt_tokens,
+        without.summary().prompt_tokens
+    );
+}

@@ -362,6 +362,7 @@ async fn run(
         Ok(()) => GenEvent::Done(GenSummary {
             finish_reason: finish,
             prompt_tokens: usage.0,
+            cached_tokens: 0,
             completion_tokens: if usage.1 > 0 { usage.1 } else { produced },
             time_to_first_token: first_token.unwrap_or_default(),
             total: started.elapsed(),

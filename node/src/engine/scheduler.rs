@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::FinishReason;
 use super::constraint::{Constraint, LazyVocab};
 use super::jobs::{self, Job, JobQueue, JobSender, Refused, Waiting};
+use super::prefix_cache::PrefixCache;
 use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
@@ -30,6 +31,8 @@ pub struct SchedulerConfig {
     pub prefill_chunk: usize,
     /// Tokens (prompt and answer) one sequence may hold.
     pub context_len: usize,
+    /// Bytes of finished answers' states kept for prompts that start the same way (0: none).
+    pub prefix_cache_bytes: usize,
 }
 
 /// The engine's side of the inference thread. Dropping it closes the job channel; the thread then
@@ -65,6 +68,7 @@ impl SchedulerHandle {
             vocab: LazyVocab::default(),
             active: Vec::new(),
             queue,
+            cache: PrefixCache::new(config.prefix_cache_bytes),
         };
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
@@ -112,6 +116,7 @@ struct Worker<M: StepModel> {
     vocab: LazyVocab,
     active: Vec<Sequence<M::State>>,
     queue: JobQueue<Admitted>,
+    cache: PrefixCache<M::State>,
 }
 
 impl<M: StepModel> Worker<M> {
@@ -141,8 +146,12 @@ impl<M: StepModel> Worker<M> {
             .queue
             .start_next(self.active.len(), self.config.max_sequences)
         {
-            tracing::debug!(prompt_tokens = req.prompt.len(), "sequence started");
-            self.active.push(Sequence::new(self.base.new_state(), req));
+            let (state, cached) = self
+                .cache
+                .lookup(&req.prompt, &self.stats)
+                .unwrap_or_else(|| (self.base.new_state(), 0));
+            tracing::debug!(prompt_tokens = req.prompt.len(), cached, "sequence started");
+            self.active.push(Sequence::new(state, cached, req));
         }
     }
 
@@ -155,7 +164,8 @@ impl<M: StepModel> Worker<M> {
         let mut i = 0;
         while i < self.active.len() {
             if self.active[i].is_cancelled() {
-                self.remove(i).finish(FinishReason::Cancelled, &self.stats);
+                let done = self.remove(i).finish(FinishReason::Cancelled, &self.stats);
+                self.keep(done);
             } else {
                 i += 1;
             }
@@ -177,7 +187,8 @@ impl<M: StepModel> Worker<M> {
                 Ok(None) => {}
                 Ok(Some(reason)) => {
                     tracing::debug!(?reason, "sequence finished");
-                    self.remove(i).finish(reason, &self.stats);
+                    let done = self.remove(i).finish(reason, &self.stats);
+                    self.keep(done);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "generation failed");
@@ -206,6 +217,12 @@ impl<M: StepModel> Worker<M> {
             .iter_mut()
             .map(|s| run_pass(base, &mut [s.feed(limits)]).map(|mut l| l.remove(0)))
             .collect()
+    }
+
+    /// Offers a finished answer's state to the prefix cache.
+    fn keep(&mut self, (tokens, state): (Vec<u32>, M::State)) {
+        let bytes = self.base.state_bytes(&state);
+        self.cache.insert(tokens, state, bytes, &self.stats);
     }
 
     fn remove(&mut self, i: usize) -> Sequence<M::State> {

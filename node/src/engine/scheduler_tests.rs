@@ -42,7 +42,7 @@ impl Scripted {
 }
 
 /// A sequence of [`Scripted`]: calls made, and the position of the last.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Calls {
     made: usize,
     last_pos: Option<usize>,
@@ -80,6 +80,10 @@ impl StepModel for Scripted {
         Calls::default()
     }
 
+    fn state_bytes(&self, _: &Calls) -> usize {
+        0
+    }
+
     fn forward(&self, batch: &mut [Feed<'_, Calls>]) -> Result<Vec<Vec<f32>>, String> {
         batch
             .iter_mut()
@@ -96,6 +100,7 @@ fn config() -> SchedulerConfig {
         max_sequences: 4,
         prefill_chunk: 10_000,
         context_len: 4096,
+        prefix_cache_bytes: 0,
     }
 }
 

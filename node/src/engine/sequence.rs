@@ -19,7 +19,11 @@ use super::{
 /// A model the scheduler can drive: one forward pass advances several sequences, each with its
 /// own state (KV cache), over weights they all share.
 pub trait StepModel: Send + 'static {
-    type State: Send;
+    /// Cloned for the prefix cache.
+    type State: Send + Clone;
+
+    /// Bytes `state` holds (the prefix cache's budget counts them).
+    fn state_bytes(&self, state: &Self::State) -> usize;
 
     /// A fresh sequence state (empty cache).
     fn new_state(&self) -> Self::State;
@@ -44,6 +48,10 @@ impl StepModel for Arc<orrery_cpu::Model> {
 
     fn new_state(&self) -> Self::State {
         self.new_cache()
+    }
+
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        state.bytes()
     }
 
     fn forward(&self, batch: &mut [Feed<'_, Self::State>]) -> Result<Vec<Vec<f32>>, String> {
@@ -117,6 +125,7 @@ impl Admitted {
         let summary = GenSummary {
             finish_reason: FinishReason::Cancelled,
             prompt_tokens: self.prompt.len() as u32,
+            cached_tokens: 0,
             completion_tokens: 0,
             time_to_first_token: std::time::Duration::ZERO,
             total: self.received.elapsed(),
@@ -152,18 +161,27 @@ pub struct Sequence<S> {
     first_token: Option<Instant>,
     /// Log-probabilities of tokens whose text is not emitted yet.
     pending: Vec<TokenLogprob>,
+    /// The tokens fed so far, in order (the state holds the first `pos` of them).
+    history: Vec<u32>,
+    /// Prompt tokens the state held when the sequence started.
+    cached: usize,
 }
 
 impl<S> Sequence<S> {
-    pub fn new(state: S, mut req: Admitted) -> Self {
+    /// A sequence whose `state` already holds the first `cached` tokens of its prompt (from the
+    /// prefix cache; 0 for a fresh state): only the rest is fed.
+    pub fn new(state: S, cached: usize, mut req: Admitted) -> Self {
+        let cached = cached.min(req.prompt.len().saturating_sub(1));
         Sequence {
+            history: req.prompt.clone(),
+            cached,
             constraint: req.constraint.take(),
             sampler: Sampler::new(&req.params),
             stream: TextStream::new(&req.params.stop),
             state,
             req,
-            prefilled: 0,
-            pos: 0,
+            prefilled: cached,
+            pos: cached,
             last: [0],
             generated: 0,
             first_token: None,
@@ -216,6 +234,8 @@ impl<S> Sequence<S> {
             }
             stats.prompt_processed(prompt_len);
         } else {
+            // The token fed in this pass: the last one sampled.
+            self.history.push(self.last[0]);
             self.pos += 1;
         }
         let token = self.pick(logits)?;
@@ -289,8 +309,9 @@ impl<S> Sequence<S> {
         }
     }
 
-    /// Sends the remaining text and the summary.
-    pub fn finish(mut self, reason: FinishReason, stats: &GenMetrics) {
+    /// Sends the remaining text and the summary; returns the state with the tokens it holds, for
+    /// the prefix cache.
+    pub fn finish(mut self, reason: FinishReason, stats: &GenMetrics) -> (Vec<u32>, S) {
         let tail = self.stream.finish();
         self.emit(tail);
         let now = Instant::now();
@@ -305,11 +326,14 @@ impl<S> Sequence<S> {
         let summary = GenSummary {
             finish_reason: reason,
             prompt_tokens: self.req.prompt.len() as u32,
+            cached_tokens: self.cached as u32,
             completion_tokens: self.generated,
             time_to_first_token: ttft,
             total,
         };
         let _ = self.req.tx.send(GenEvent::Done(summary));
+        self.history.truncate(self.pos);
+        (self.history, self.state)
     }
 
     /// Reports an error as the last event.

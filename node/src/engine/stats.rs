@@ -7,6 +7,9 @@ pub const PROMPT_TOKENS: &str = "orrery_prompt_tokens_total";
 pub const TIME_TO_FIRST_TOKEN: &str = "orrery_time_to_first_token_seconds";
 pub const GENERATION_SECONDS: &str = "orrery_generation_seconds";
 pub const TOKENS_PER_SECOND: &str = "orrery_generation_tokens_per_second";
+pub const PREFIX_LOOKUP_TOKENS: &str = "orrery_prefix_cache_lookup_tokens_total";
+pub const PREFIX_HIT_TOKENS: &str = "orrery_prefix_cache_hit_tokens_total";
+pub const PREFIX_CACHE_BYTES: &str = "orrery_prefix_cache_bytes";
 
 /// Records the metrics of one model's generations.
 #[derive(Clone, Debug)]
@@ -27,6 +30,18 @@ impl GenMetrics {
 
     pub fn token_generated(&self) {
         metrics::counter!(TOKENS_GENERATED, "model" => self.model.clone()).increment(1);
+    }
+
+    /// A prompt of `prompt` tokens looked up in the prefix cache, `hit` of them found (the hit
+    /// rate is hit ÷ lookup tokens).
+    pub fn prefix_lookup(&self, prompt: usize, hit: usize) {
+        metrics::counter!(PREFIX_LOOKUP_TOKENS, "model" => self.model.clone())
+            .increment(prompt as u64);
+        metrics::counter!(PREFIX_HIT_TOKENS, "model" => self.model.clone()).increment(hit as u64);
+    }
+
+    pub fn prefix_cache_bytes(&self, bytes: usize) {
+        metrics::gauge!(PREFIX_CACHE_BYTES, "model" => self.model.clone()).set(bytes as f64);
     }
 
     pub fn first_token(&self, after: Duration) {

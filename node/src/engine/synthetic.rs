@@ -302,6 +302,7 @@ fn summary(
     GenSummary {
         finish_reason: reason,
         prompt_tokens: job.prompt_tokens,
+        cached_tokens: 0,
         completion_tokens: generated,
         time_to_first_token: first_token.map_or(Duration::ZERO, |t| t - job.received),
         total: job.received.elapsed(),

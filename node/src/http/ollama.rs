@@ -514,6 +514,7 @@ mod tests {
             attempts: 1,
             tool_calls: Vec::new(),
             logprobs: Vec::new(),
+            cached_tokens: 0,
             embeddings: Vec::new(),
         };
         let v = last_piece(

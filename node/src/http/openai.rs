@@ -492,6 +492,7 @@ pub(super) fn choices(
 #[derive(Default)]
 pub(super) struct Totals {
     prompt: u32,
+    cached: u32,
     completion: u32,
     pub ended: usize,
 }
@@ -499,13 +500,15 @@ pub(super) struct Totals {
 impl Totals {
     pub fn add(&mut self, o: &AskOutcome) {
         self.prompt = self.prompt.max(o.prompt_tokens);
+        self.cached = self.cached.max(o.cached_tokens);
         self.completion += o.completion_tokens;
         self.ended += 1;
     }
 
     pub fn usage(&self) -> Value {
         json!({"prompt_tokens": self.prompt, "completion_tokens": self.completion,
-               "total_tokens": self.prompt + self.completion})
+               "total_tokens": self.prompt + self.completion,
+               "prompt_tokens_details": {"cached_tokens": self.cached}})
     }
 }
 

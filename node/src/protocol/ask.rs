@@ -33,10 +33,17 @@ pub struct AskOutcome {
     /// The function calls in `text`, when the request offered tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// Prompt tokens the engine's prefix cache already held (not prefilled again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_tokens: u32,
     /// With `logprobs` asked for: each answer token's, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logprobs: Vec<TokenLogprob>,
     /// For an embedding request: one unit vector per input, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub embeddings: Vec<Vec<f32>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -111,6 +111,7 @@ fn one_of_each() -> Vec<ServerFrame> {
                 offset: 0,
                 text: "P".into(),
                 logprobs: Vec::new(),
+                cached_tokens: 0,
             },
         ),
         ServerFrame::end(&id, AskEnd::Done(outcome), None, 9),
