@@ -66,6 +66,7 @@ fn one_of_each() -> Vec<ServerFrame> {
         total_ms: 4,
         attempts: 1,
         tool_calls: Vec::new(),
+        cached_tokens: 0,
         logprobs: Vec::new(),
         embeddings: Vec::new(),
     };
@@ -111,7 +112,6 @@ fn one_of_each() -> Vec<ServerFrame> {
                 offset: 0,
                 text: "P".into(),
                 logprobs: Vec::new(),
-                cached_tokens: 0,
             },
         ),
         ServerFrame::end(&id, AskEnd::Done(outcome), None, 9),
