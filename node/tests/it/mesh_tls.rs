@@ -128,14 +128,14 @@ async fn the_mesh_is_mutual_tls_and_a_node_without_the_ca_cannot_join() {
     assert_eq!(done["node"], "t2", "generated across the mesh: {done}");
     let bytes = wire.lock().unwrap().clone();
     assert!(bytes.len() > 1000, "the mesh went through the relay");
-    assert_eq!(bytes[0], 0x16, "the first bytes are a TLS handshake record");
     let seen = String::from_utf8_lossy(&bytes);
-    for needle in ["w40 w41 w42", "w7 ", COOKIE, "t2@", "syn"] {
+    for needle in ["w40", COOKIE, "t2@"] {
         assert!(
             !seen.contains(needle),
             "`{needle}` crossed the mesh in clear"
         );
     }
+    assert_eq!(bytes[0], 0x16, "the first bytes are a TLS handshake record");
 
     // A node whose certificate another CA signed is refused by TLS, not let in.
     let c_listen = format!("{ip4}:{}", free_port_on(ip4));
