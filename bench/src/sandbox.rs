@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// The `orrery` binary built alongside this benchmark (same profile).
 pub const ORRERY_BIN: &str = env!("CARGO_BIN_EXE_orrery");
 
-pub const COOKIE: &str = "bench-cookie";
+pub const COOKIE: &str = "bench-cookie-0123456789abcdef0123";
 
 pub fn free_port(ip: &str) -> anyhow::Result<u16> {
     Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())

@@ -3,7 +3,8 @@
 //! logged. A wrong cookie is silent for the dialler (`client_connect` succeeds), so a session that
 //! closes before it authenticates is reported as a refusal on both sides.
 
-use crate::config::Secret;
+use super::mesh_tls::{self, MeshTls};
+use crate::config::{MeshTlsConfig, Secret};
 use crate::protocol::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
@@ -23,6 +24,8 @@ pub struct MembershipArgs {
     pub listen: SocketAddr,
     pub seeds: Vec<String>,
     pub cookie: Secret,
+    /// Mutual TLS on the mesh; None: in clear.
+    pub tls: Option<MeshTlsConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,7 @@ pub struct MembershipState {
     peers: BTreeMap<String, PeerInfo>,
     dialing: HashMap<String, Instant>,
     leaving: bool,
+    tls: Option<MeshTls>,
 }
 
 pub struct Membership;
@@ -153,7 +157,22 @@ impl Membership {
                 continue;
             }
             state.dialing.insert(seed.clone(), Instant::now());
-            if let Err(e) = ractor_cluster::client_connect(&state.server, seed.as_str()).await {
+            let dialed = match &state.tls {
+                Some(t) => {
+                    ractor_cluster::client_connect_enc(
+                        &state.server,
+                        seed.as_str(),
+                        t.connector.clone(),
+                        t.server_name.clone(),
+                    )
+                    .await
+                }
+                None => ractor_cluster::client_connect(&state.server, seed.as_str()).await,
+            };
+            if let Err(ractor_cluster::ClientConnectErr::Encryption(e)) = &dialed {
+                // Another CA, an expired certificate, a peer in clear: say so at once.
+                tracing::warn!(seed = %seed, error = %e, "mesh TLS handshake failed");
+            } else if let Err(e) = dialed {
                 tracing::debug!(seed = %seed, error = %e, "seed not reachable yet");
             }
         }
@@ -223,13 +242,25 @@ impl Actor for Membership {
         myself: ActorRef<Self::Msg>,
         args: MembershipArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let tls = args.tls.as_ref().map(mesh_tls::load).transpose()?;
+        // With TLS every node dials its seeds itself: ractor_cluster's transitive connections
+        // would dial in clear.
+        let (encryption, connection) = match &tls {
+            Some(t) => (
+                Some(ractor_cluster::IncomingEncryptionMode::Tls(
+                    t.acceptor.clone(),
+                )),
+                ractor_cluster::node::NodeConnectionMode::Isolated,
+            ),
+            None => (None, ractor_cluster::node::NodeConnectionMode::Transitive),
+        };
         let server = NodeServer::new(
             args.listen.port(),
             args.cookie.expose().to_string(),
             args.node.to_string(),
             args.listen.ip().to_string(),
-            None,
-            Some(ractor_cluster::node::NodeConnectionMode::Transitive),
+            encryption,
+            Some(connection),
         )
         .with_listen_addr(args.listen.ip());
         let (server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
@@ -238,7 +269,8 @@ impl Actor for Membership {
             subscription: Box::new(Forward(myself.clone())),
         })?;
         myself.send_interval(TICK, || MembershipMsg::Tick);
-        tracing::info!(node.id = %args.node, listen = %args.listen, seeds = ?args.seeds, "cluster mesh listening");
+        tracing::info!(node.id = %args.node, listen = %args.listen, seeds = ?args.seeds,
+            tls = tls.is_some(), "cluster mesh listening");
         Ok(MembershipState {
             args,
             server,
@@ -246,6 +278,7 @@ impl Actor for Membership {
             peers: BTreeMap::new(),
             dialing: HashMap::new(),
             leaving: false,
+            tls,
         })
     }
 

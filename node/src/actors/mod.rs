@@ -6,6 +6,7 @@ pub mod handle;
 pub mod limits;
 pub mod membership;
 pub mod mesh;
+pub mod mesh_tls;
 pub mod model_holder;
 pub mod models;
 pub mod resource_manager;

@@ -97,6 +97,7 @@ async fn spawn_child(
                 listen,
                 seeds: c.seeds.clone(),
                 cookie,
+                tls: c.tls.clone(),
             };
             let (m, _) = Actor::spawn_linked(n, Membership, m_args, sup).await?;
             slots.membership.set(Some(m.clone()));

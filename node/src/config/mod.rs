@@ -179,7 +179,23 @@ pub struct ClusterConfig {
     pub listen: Option<SocketAddr>,
     pub seeds: Vec<String>,
     pub cookie: Option<Secret>,
+    /// Mutual TLS between nodes (`[cluster.tls]`); without it the mesh is in clear.
+    pub tls: Option<MeshTlsConfig>,
 }
+
+/// The mesh's TLS: this node's certificate and key, and the CA every node's certificate must
+/// chain to (clients and servers alike: mutual TLS).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The name every node's certificate carries (default `orrery-mesh`); checked by dialers.
+    pub server_name: String,
+}
+
+/// The shortest cluster cookie accepted: 128 bits as hex (`openssl rand -hex 16`).
+pub const MIN_COOKIE_CHARS: usize = 32;
 
 /// The validated configuration of one node.
 #[derive(Clone, Debug, PartialEq)]

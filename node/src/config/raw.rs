@@ -72,6 +72,17 @@ pub(super) struct RawCluster {
     #[serde(default)]
     pub(super) seeds: Vec<String>,
     pub(super) cookie_file: Option<String>,
+    pub(super) tls: Option<RawMeshTls>,
+}
+
+/// `[cluster.tls]`: mutual TLS on the mesh (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMeshTls {
+    pub(super) cert: String,
+    pub(super) key: String,
+    pub(super) ca: String,
+    pub(super) server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

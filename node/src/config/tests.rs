@@ -116,7 +116,10 @@ fn a_clustered_node_needs_a_cookie() {
     let c = Config::resolve(
         None,
         &env(&[
-            ("ORRERY_CLUSTER_COOKIE", "c00kie"),
+            (
+                "ORRERY_CLUSTER_COOKIE",
+                "c00kie-c00kie-c00kie-c00kie-c00kie",
+            ),
             ("ORRERY_CLUSTER_SEEDS", "127.0.0.3:7400, 127.0.0.4:7400"),
         ]),
         &o,
@@ -356,12 +359,15 @@ fn the_cookie_file_is_read_before_resolution() {
     let read = FileReads {
         cookie: Some((
             "/nonexistent/cookie".into(),
-            Ok("s3cret-from-file\n".into()),
+            Ok("s3cret-from-file-s3cret-from-file\n".into()),
         )),
         ..Default::default()
     };
     let c = resolve(Some(file), &env(&[]), &o, &read).unwrap();
-    assert_eq!(c.cluster.cookie.unwrap().expose(), "s3cret-from-file");
+    assert_eq!(
+        c.cluster.cookie.unwrap().expose(),
+        "s3cret-from-file-s3cret-from-file"
+    );
     let unread = FileReads {
         cookie: Some(("/nonexistent/cookie".into(), Err("not found".into()))),
         ..Default::default()
@@ -436,4 +442,33 @@ fn payload_keys_come_from_the_environment_or_a_file() {
     // The real read of a missing keys file is reported the same way.
     let err = Config::resolve(Some(file), &env(&[]), &o).unwrap_err();
     assert!(err.to_string().contains("cannot be read"), "{err}");
+}
+
+/// A clustered node's cookie is at least 128 bits; mesh TLS takes all three files or none.
+#[test]
+fn the_mesh_needs_a_long_cookie_and_whole_tls_settings() {
+    let o = Overrides::default();
+    let listen = ("ORRERY_CLUSTER_LISTEN", "127.0.0.1:7400");
+    let err = Config::resolve(
+        None,
+        &env(&[listen, ("ORRERY_CLUSTER_COOKIE", "short")]),
+        &o,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cookie is too short"), "{err}");
+    let cookie = ("ORRERY_CLUSTER_COOKIE", "0123456789abcdef0123456789abcdef");
+    let c = Config::resolve(None, &env(&[listen, cookie]), &o).unwrap();
+    assert_eq!(c.cluster.tls, None);
+    let file = "[cluster.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nca = \"/ca.pem\"\n";
+    let c = Config::resolve(Some(file), &env(&[listen, cookie]), &o).unwrap();
+    let tls = c.cluster.tls.unwrap();
+    assert_eq!(tls.ca, std::path::PathBuf::from("/ca.pem"));
+    assert_eq!(tls.server_name, "orrery-mesh");
+    let err = Config::resolve(
+        None,
+        &env(&[listen, cookie, ("ORRERY_CLUSTER_TLS_CERT", "/c.pem")]),
+        &o,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("mesh TLS needs all"), "{err}");
 }

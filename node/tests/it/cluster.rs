@@ -7,7 +7,7 @@ use crate::harness::{
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const COOKIE: &str = "test-cookie";
+const COOKIE: &str = "test-cookie-0123456789abcdef01234";
 
 /// A synthetic model (fixed token rate; text "w1 w2 w3 …") for orchestration tests. The scaling
 /// loop is off: these tests are about the mesh.
@@ -199,7 +199,7 @@ async fn a_node_with_the_wrong_cookie_is_refused_and_both_sides_say_so() {
     let mesh = Mesh::new(2).await;
     let n2 = mesh.node(0, &synthetic(true, 4, 200)).await;
     let mut opts = mesh.opts(1);
-    opts.cookie = Some("not-the-cookie".into());
+    opts.cookie = Some("not-the-cookie-0123456789abcdef0123".into());
     let n3 = mesh
         .sb
         .node_with("n3", &synthetic(true, 4, 200), opts)

@@ -10,6 +10,7 @@ mod encryption;
 mod hardening;
 mod harness;
 mod limits;
+mod mesh_tls;
 mod metrics;
 mod ollama;
 mod openai;

@@ -2,7 +2,7 @@
 
 use super::{Env, FileReads, valid_id};
 use crate::config::raw::{RawCluster, RawNode};
-use crate::config::{ClusterConfig, Overrides, Secret};
+use crate::config::{ClusterConfig, MIN_COOKIE_CHARS, MeshTlsConfig, Overrides, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -63,6 +63,47 @@ pub(super) fn mesh(
                 .into(),
         );
     }
+    if listen.is_some()
+        && let Some(c) = &cookie
+        && c.expose().chars().count() < MIN_COOKIE_CHARS
+    {
+        errors.push(format!(
+            "the cluster cookie is too short: at least {MIN_COOKIE_CHARS} characters (128 bits as hex: openssl rand -hex 16)"
+        ));
+    }
+    let env_tls = (
+        env.get("ORRERY_CLUSTER_TLS_CERT"),
+        env.get("ORRERY_CLUSTER_TLS_KEY"),
+        env.get("ORRERY_CLUSTER_TLS_CA"),
+    );
+    let tls = match (env_tls, &raw.tls) {
+        ((Some(cert), Some(key), Some(ca)), file) => Some(MeshTlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+            server_name: file
+                .as_ref()
+                .and_then(|t| t.server_name.clone())
+                .unwrap_or_else(|| "orrery-mesh".into()),
+        }),
+        ((None, None, None), Some(t)) => Some(MeshTlsConfig {
+            cert: t.cert.clone().into(),
+            key: t.key.clone().into(),
+            ca: t.ca.clone().into(),
+            server_name: t
+                .server_name
+                .clone()
+                .unwrap_or_else(|| "orrery-mesh".into()),
+        }),
+        ((None, None, None), None) => None,
+        _ => {
+            errors.push(
+                "mesh TLS needs all of ORRERY_CLUSTER_TLS_CERT, ORRERY_CLUSTER_TLS_KEY and ORRERY_CLUSTER_TLS_CA"
+                    .into(),
+            );
+            None
+        }
+    };
     if listen.is_none() && !seeds.is_empty() {
         errors.push("cluster seeds are set but cluster.listen is not".into());
     }
@@ -70,6 +111,7 @@ pub(super) fn mesh(
         listen,
         seeds,
         cookie,
+        tls,
     }
 }
 
