@@ -7,7 +7,7 @@ use super::{
     ChatMessage, Engine, EngineError, EngineInfo, FinishReason, GenEvent, GenSummary,
     GenerateRequest, ResponseFormat, Role, SamplingParams,
 };
-use crate::protocol::tools::plain_conversation;
+use crate::protocol::chat::plain_conversation;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -10,7 +10,8 @@ mod fns;
 
 use super::tokenizer::Segment;
 use super::{ChatMessage, EngineError, SamplingParams};
-use crate::protocol::tools::{self, ToolSpec};
+use crate::protocol::chat::plain_conversation;
+use crate::protocol::tools::ToolSpec;
 
 /// ChatML without a default system message, for models that ship no template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}\
@@ -113,7 +114,7 @@ impl ChatTemplate {
 
     /// The conversation as this template should see it, with the tools' JSON to pass as `tools`:
     /// unchanged for a template with tool support; otherwise the tools described in the system
-    /// message ([`tools::generic_tool_prompt`]), earlier calls written into their assistant turns
+    /// message ([`crate::protocol::tools::generic_tool_prompt`]), earlier calls written into their assistant turns
     /// and tool results sent as user turns, in the form that prompt teaches.
     fn with_tools(
         &self,
@@ -124,7 +125,7 @@ impl ChatTemplate {
             let active = spec.filter(|s| s.active());
             return (messages.to_vec(), active.map(ToolSpec::as_json));
         }
-        (tools::plain_conversation(messages, spec), None)
+        (plain_conversation(messages, spec), None)
     }
 
     /// The prompt of a request as segments: its raw prompt (control tokens parsed: the caller

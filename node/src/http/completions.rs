@@ -6,7 +6,7 @@
 use super::AppState;
 use super::follow::{self, Delta};
 use super::openai::{
-    OpenAiCaller, OpenAiError, Totals, choices, end_error, finish_reason, fit, sse,
+    OpenAiCaller, OpenAiError, Totals, choices, collect_done, end_error, finish_reason, fit, sse,
 };
 use crate::asks::{AskEnd, AskRequest};
 use crate::engine::{ChatMessage, Role, SamplingParams, TokenLogprob};
@@ -239,14 +239,8 @@ pub(super) async fn completions(
                         end: AskEnd::Done(o),
                         ..
                     } => {
-                        totals.add(&o);
                         let mut v = vec![chunk(i, "", Some(finish_reason(&o)))];
-                        if include_usage && totals.ended == count {
-                            let mut last = chunk(i, "", None);
-                            last["choices"] = json!([]);
-                            last["usage"] = totals.usage();
-                            v.push(last);
-                        }
+                        v.extend(totals.end_choice(&o, count, include_usage, chunk(i, "", None)));
                         v
                     }
                     Delta::End { end, .. } => vec![end_error(end).body()],
@@ -255,14 +249,9 @@ pub(super) async fn completions(
             });
         sse(futures::stream::iter(first).chain(events))
     } else {
-        let ends = follow::collect_many(rx, count).await;
-        let mut totals = Totals::default();
+        let (outcomes, totals) = collect_done(rx, count).await?;
         let mut out = Vec::with_capacity(count);
-        for (index, (end, _)) in ends.into_iter().enumerate() {
-            let AskEnd::Done(o) = end else {
-                return Err(end_error(end));
-            };
-            totals.add(&o);
+        for (index, o) in outcomes.iter().enumerate() {
             let text = if echo {
                 format!("{}{}", prompt_of(index), o.text)
             } else {
@@ -274,7 +263,7 @@ pub(super) async fn completions(
                 Value::Null
             };
             out.push(json!({"text": text, "index": index, "logprobs": logprobs,
-                            "finish_reason": finish_reason(&o)}));
+                            "finish_reason": finish_reason(o)}));
         }
         Json(
             json!({"id": id, "object": "text_completion", "created": created, "model": model,

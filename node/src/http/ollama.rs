@@ -36,11 +36,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/chat", post(chat))
         .route("/api/generate", post(generate))
-        .route("/api/embed", post(super::embeddings::ollama_embed))
-        .route(
-            "/api/embeddings",
-            post(super::embeddings::ollama_embeddings),
-        )
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/version", get(version))

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible API: `GET /v1/models`, `GET /v1/models/{model}`,
 //! `POST /v1/chat/completions` (server-sent events ending in `data: [DONE]`, or one JSON answer)
-//! and the legacy `POST /v1/completions` (in `completions.rs`).
+//! (the legacy `POST /v1/completions` is `completions.rs`, `POST /v1/embeddings` is
+//! `embeddings.rs`, both routed from `http/mod.rs`).
 //! Each completion is an AskWorkflow like any other; errors use OpenAI's shape
 //! `{"error": {"message", "type", "param", "code"}}`. Documented in docs/openai.md.
 
@@ -33,8 +34,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(super::completions::completions))
-        .route("/v1/embeddings", post(super::embeddings::openai))
 }
 
 pub(super) fn unix_now() -> u64 {
@@ -407,13 +406,7 @@ async fn chat_completions(
                         }
                     }
                     v.push(chunk(i, json!({}), Some(finish)));
-                    totals.add(&o);
-                    if include_usage && totals.ended == n {
-                        let mut last = chunk(i, json!({}), None);
-                        last["choices"] = json!([]);
-                        last["usage"] = totals.usage();
-                        v.push(last);
-                    }
+                    v.extend(totals.end_choice(&o, n, include_usage, chunk(i, json!({}), None)));
                     v
                 }
                 Delta::End { end, .. } => vec![end_error(end).body()],
@@ -422,17 +415,13 @@ async fn chat_completions(
         });
         sse(futures::stream::iter(first).chain(events))
     } else {
-        let ends = follow::collect_many(rx, n).await;
-        let mut totals = Totals::default();
+        let (outcomes, totals) = collect_done(rx, n).await?;
         let mut out = Vec::with_capacity(n);
-        for (index, (end, _)) in ends.into_iter().enumerate() {
-            let AskEnd::Done(o) = end else {
-                return Err(end_error(end));
-            };
+        for (index, o) in outcomes.iter().enumerate() {
             let answer = tools::calls_of(&o.text, tools.as_deref(), &ids[index]);
             let mut message =
                 json!({"role": "assistant", "content": answer.content, "refusal": null});
-            let mut finish = finish_reason(&o);
+            let mut finish = finish_reason(o);
             if !answer.calls.is_empty() {
                 finish = "tool_calls";
                 message["tool_calls"] = answer.calls.iter().map(call_json).collect();
@@ -440,7 +429,6 @@ async fn chat_completions(
                     message["content"] = Value::Null;
                 }
             }
-            totals.add(&o);
             let logprobs = if asked_logprobs {
                 logprobs_json(&fit(o.logprobs.clone(), o.text.len()))
             } else {
@@ -505,11 +493,46 @@ impl Totals {
         self.ended += 1;
     }
 
+    /// Adds a choice that ended; with `include_usage`, the usage chunk (made from `template`)
+    /// when it was the last of `n`.
+    pub fn end_choice(
+        &mut self,
+        o: &AskOutcome,
+        n: usize,
+        include_usage: bool,
+        mut template: Value,
+    ) -> Option<Value> {
+        self.add(o);
+        (include_usage && self.ended == n).then(|| {
+            template["choices"] = json!([]);
+            template["usage"] = self.usage();
+            template
+        })
+    }
+
     pub fn usage(&self) -> Value {
         json!({"prompt_tokens": self.prompt, "completion_tokens": self.completion,
                "total_tokens": self.prompt + self.completion,
                "prompt_tokens_details": {"cached_tokens": self.cached}})
     }
+}
+
+/// The outcomes of `n` asks started with `follow::start_many`, in order, and their token
+/// counts; the first that did not end done is the error.
+pub(super) async fn collect_done(
+    rx: tokio::sync::mpsc::UnboundedReceiver<(usize, Delta)>,
+    n: usize,
+) -> Result<(Vec<AskOutcome>, Totals), OpenAiError> {
+    let mut totals = Totals::default();
+    let mut outcomes = Vec::with_capacity(n);
+    for (end, _) in follow::collect_many(rx, n).await {
+        let AskEnd::Done(o) = end else {
+            return Err(end_error(end));
+        };
+        totals.add(&o);
+        outcomes.push(o);
+    }
+    Ok((outcomes, totals))
 }
 
 /// Server-sent events of `events`, then `data: [DONE]`.

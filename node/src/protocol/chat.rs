@@ -1,9 +1,12 @@
 //! The conversation and sampling types every front door (WebSocket, REST, OpenAI, Ollama), the
 //! workflows and the engines share.
 
-use super::tools::{ToolCall, ToolSpec};
+use super::tools::{
+    ToolCall, ToolChoice, ToolDef, ToolSpec, call_as_text, generic_tool_prompt, result_as_text,
+};
 use orrery_cpu::grammar::{Grammar, SchemaError, SchemaOptions, compile_schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Sampling parameters out of range; the message lists every violation.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
@@ -246,4 +249,98 @@ pub enum FinishReason {
     Length,
     /// The cancel token fired or the receiver was dropped.
     Cancelled,
+}
+
+impl ToolSpec {
+    /// For `required` and a named choice: the form the whole answer must take, one call
+    /// `{"name": ..., "arguments": {...}}` of an offered function, its arguments valid against
+    /// that function's schema. `None` for `auto` and `none`.
+    pub fn call_format(&self) -> Option<ResponseFormat> {
+        let call = |t: &ToolDef| {
+            format!(
+                r#"{{"type":"object","properties":{{"name":{{"const":{}}},"arguments":{}}},"required":["name","arguments"],"additionalProperties":false}}"#,
+                Value::String(t.name.clone()),
+                t.parameters_text
+            )
+        };
+        let schema_text = match &self.choice {
+            ToolChoice::Auto | ToolChoice::None => return None,
+            ToolChoice::Named(name) => call(self.tools.iter().find(|t| &t.name == name)?),
+            ToolChoice::Required => format!(
+                r#"{{"anyOf":[{}]}}"#,
+                self.tools.iter().map(call).collect::<Vec<_>>().join(",")
+            ),
+        };
+        Some(ResponseFormat::JsonSchema {
+            name: "tool_call".into(),
+            schema_text,
+            strict: true,
+        })
+    }
+}
+
+/// A conversation with tools, for a model that has no tool support of its own: the tools
+/// described in the system message ([`generic_tool_prompt`], when `spec` is active), earlier calls
+/// written into their assistant turns and tool results sent as user turns, in the form that
+/// prompt teaches.
+pub fn plain_conversation(messages: &[ChatMessage], spec: Option<&ToolSpec>) -> Vec<ChatMessage> {
+    let mut out: Vec<ChatMessage> = messages
+        .iter()
+        .map(|m| match m.role {
+            Role::Tool => ChatMessage::new(Role::User, result_as_text(&m.content)),
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut text = m.content.clone();
+                for call in &m.tool_calls {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&call_as_text(call));
+                }
+                ChatMessage::new(Role::Assistant, text)
+            }
+            _ => m.clone(),
+        })
+        .collect();
+    if let Some(spec) = spec.filter(|s| s.active()) {
+        let prompt = generic_tool_prompt(spec);
+        match out.first_mut() {
+            Some(first) if first.role == Role::System => {
+                first.content = format!("{}\n\n{prompt}", first.content);
+            }
+            _ => out.insert(0, ChatMessage::new(Role::System, prompt)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::protocol::tools::parse_calls;
+
+    use crate::protocol::tools::sample_spec as spec;
+
+    #[test]
+    fn forced_calls_compile_to_a_grammar_the_parser_reads() {
+        let mut s = spec(&["get_weather", "get_time"]);
+        assert!(s.call_format().is_none());
+        s.choice = ToolChoice::Required;
+        let format = s.call_format().expect("a format");
+        format.grammar().expect("the call schema compiles");
+        s.choice = ToolChoice::Named("get_time".into());
+        let format = s.call_format().expect("a format");
+        let grammar = format.grammar().expect("compiles");
+        let mut state = orrery_cpu::grammar::GrammarState::new(&grammar);
+        let out = r#"{"name":"get_time","arguments":{"city":"Oslo"}}"#;
+        state
+            .advance(out.as_bytes())
+            .expect("a call of get_time is accepted");
+        assert!(state.is_complete());
+        let other = r#"{"name":"get_weather""#;
+        let mut state = orrery_cpu::grammar::GrammarState::new(&grammar);
+        assert!(state.advance(other.as_bytes()).is_err());
+        assert_eq!(parse_calls(out, &s, "c").calls[0].name, "get_time");
+        s.choice = ToolChoice::Named("nope".into());
+        assert!(s.call_format().is_none());
+    }
 }

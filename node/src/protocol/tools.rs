@@ -6,7 +6,6 @@
 //! Parsing and the schema are pure functions of their inputs, so a resumed answer and a replayed
 //! workflow see the same calls. Documented in docs/openai.md ("Tools").
 
-use super::chat::{ChatMessage, ResponseFormat, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -133,32 +132,6 @@ impl ToolSpec {
                 .collect(),
         )
     }
-
-    /// For `required` and a named choice: the form the whole answer must take, one call
-    /// `{"name": ..., "arguments": {...}}` of an offered function, its arguments valid against
-    /// that function's schema. `None` for `auto` and `none`.
-    pub fn call_format(&self) -> Option<ResponseFormat> {
-        let call = |t: &ToolDef| {
-            format!(
-                r#"{{"type":"object","properties":{{"name":{{"const":{}}},"arguments":{}}},"required":["name","arguments"],"additionalProperties":false}}"#,
-                Value::String(t.name.clone()),
-                t.parameters_text
-            )
-        };
-        let schema_text = match &self.choice {
-            ToolChoice::Auto | ToolChoice::None => return None,
-            ToolChoice::Named(name) => call(self.tools.iter().find(|t| &t.name == name)?),
-            ToolChoice::Required => format!(
-                r#"{{"anyOf":[{}]}}"#,
-                self.tools.iter().map(call).collect::<Vec<_>>().join(",")
-            ),
-        };
-        Some(ResponseFormat::JsonSchema {
-            name: "tool_call".into(),
-            schema_text,
-            strict: true,
-        })
-    }
 }
 
 /// The system text that describes tools to a model whose chat template has no tool support, in
@@ -190,40 +163,6 @@ pub fn call_as_text(call: &ToolCall) -> String {
 /// How a tool's result is written for a model whose template has no tool support.
 pub fn result_as_text(content: &str) -> String {
     format!("<tool_response>\n{content}\n</tool_response>")
-}
-
-/// A conversation with tools, for a model that has no tool support of its own: the tools
-/// described in the system message ([`generic_tool_prompt`], when `spec` is active), earlier calls
-/// written into their assistant turns and tool results sent as user turns, in the form that
-/// prompt teaches.
-pub fn plain_conversation(messages: &[ChatMessage], spec: Option<&ToolSpec>) -> Vec<ChatMessage> {
-    let mut out: Vec<ChatMessage> = messages
-        .iter()
-        .map(|m| match m.role {
-            Role::Tool => ChatMessage::new(Role::User, result_as_text(&m.content)),
-            Role::Assistant if !m.tool_calls.is_empty() => {
-                let mut text = m.content.clone();
-                for call in &m.tool_calls {
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    text.push_str(&call_as_text(call));
-                }
-                ChatMessage::new(Role::Assistant, text)
-            }
-            _ => m.clone(),
-        })
-        .collect();
-    if let Some(spec) = spec.filter(|s| s.active()) {
-        let prompt = generic_tool_prompt(spec);
-        match out.first_mut() {
-            Some(first) if first.role == Role::System => {
-                first.content = format!("{}\n\n{prompt}", first.content);
-            }
-            _ => out.insert(0, ChatMessage::new(Role::System, prompt)),
-        }
-    }
-    out
 }
 
 /// The prefix of the ids of an ask's calls: `call_` and the ask's id, without its dashes.
@@ -439,24 +378,28 @@ impl CallStream {
     }
 }
 
+/// Tools named `names`, each taking `{"city": string}` (tests).
+#[cfg(test)]
+pub(crate) fn sample_spec(names: &[&str]) -> ToolSpec {
+    ToolSpec {
+        tools: names
+            .iter()
+            .map(|n| ToolDef {
+                name: n.to_string(),
+                description: String::new(),
+                parameters_text: r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.into(),
+            })
+            .collect(),
+        choice: ToolChoice::Auto,
+        parallel: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(names: &[&str]) -> ToolSpec {
-        ToolSpec {
-            tools: names
-                .iter()
-                .map(|n| ToolDef {
-                    name: n.to_string(),
-                    description: String::new(),
-                    parameters_text: r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#.into(),
-                })
-                .collect(),
-            choice: ToolChoice::Auto,
-            parallel: true,
-        }
-    }
+    use super::sample_spec as spec;
 
     #[test]
     fn calls_are_read_in_every_format() {
@@ -591,29 +534,5 @@ mod tests {
         let mut stream = CallStream::default();
         assert_eq!(stream.push("{not a call"), "");
         assert_eq!(stream.finish(Some(&s), "r").0, "{not a call");
-    }
-
-    #[test]
-    fn forced_calls_compile_to_a_grammar_the_parser_reads() {
-        let mut s = spec(&["get_weather", "get_time"]);
-        assert!(s.call_format().is_none());
-        s.choice = ToolChoice::Required;
-        let format = s.call_format().expect("a format");
-        format.grammar().expect("the call schema compiles");
-        s.choice = ToolChoice::Named("get_time".into());
-        let format = s.call_format().expect("a format");
-        let grammar = format.grammar().expect("compiles");
-        let mut state = orrery_cpu::grammar::GrammarState::new(&grammar);
-        let out = r#"{"name":"get_time","arguments":{"city":"Oslo"}}"#;
-        state
-            .advance(out.as_bytes())
-            .expect("a call of get_time is accepted");
-        assert!(state.is_complete());
-        let other = r#"{"name":"get_weather""#;
-        let mut state = orrery_cpu::grammar::GrammarState::new(&grammar);
-        assert!(state.advance(other.as_bytes()).is_err());
-        assert_eq!(parse_calls(out, &s, "c").calls[0].name, "get_time");
-        s.choice = ToolChoice::Named("nope".into());
-        assert!(s.call_format().is_none());
     }
 }
