@@ -223,6 +223,8 @@ impl Model {
     /// One forward pass over every feed. Returns each feed's next-token logits (empty where not
     /// asked for).
     pub fn forward(&self, feeds: &mut [Feed<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        // First: an empty feed has no last token.
+        self.check(feeds)?;
         // The last token of each feed that wants logits.
         let mut heads_for = Vec::new();
         let mut t = 0;
