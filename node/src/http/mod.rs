@@ -18,6 +18,7 @@ pub mod openai_error;
 pub mod rest;
 pub mod server;
 mod web;
+pub mod workflows;
 pub mod ws;
 
 use crate::asks::AskService;
@@ -36,6 +37,10 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub struct AppState {
     pub asks: AskService,
+    /// Report, multi-agent and codegen workflows.
+    pub flows: crate::flows::FlowService,
+    /// Events for the users' sessions on this node (workflow notifications).
+    pub user_events: crate::notify::UserEvents,
     /// This node's actors.
     pub node: crate::actors::NodeHandle,
     pub metrics: Option<PrometheusHandle>,
@@ -76,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(ollama::routes())
         .merge(rest::routes())
+        .merge(workflows::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -135,6 +135,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "asks refused by per-user limits, by reason (concurrency, rate)",
     ),
     (
+        "orrery_workflows_started_total",
+        "counter",
+        "report, multi-agent and codegen workflows started on this node, by kind",
+    ),
+    (
         "orrery_node_cpu_percent",
         "gauge",
         "CPU use of this machine",

@@ -19,3 +19,4 @@ mod scaling;
 mod structured;
 mod supervision;
 mod websocket;
+mod workflows;
