@@ -30,10 +30,10 @@ pub enum ClientFrame {
 pub const CLIENT_TYPES: [&str; 6] = [
     "ask",
     "cancel",
+    "cancel_workflow",
     "models",
     "ping",
     "run_workflow",
-    "cancel_workflow",
 ];
 
 impl ClientFrame {
