@@ -12,6 +12,7 @@ mod metrics;
 mod ollama;
 mod openai;
 mod outage;
+mod postgres;
 mod python_clients;
 mod pytools;
 mod rest;

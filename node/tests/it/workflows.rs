@@ -458,3 +458,44 @@ async fn killing_a_node_mid_workflow_completes_elsewhere_and_no_llm_step_repeats
         assert_eq!(done, 1, "{role}: {child:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_database_url_the_report_row_goes_to_postgresql() {
+    let pg = crate::postgres::Postgres::start();
+    let sb = Sandbox::start().await;
+    let node = sb
+        .node_with_env(
+            "wpg1",
+            DEFAULT_MODEL_CONFIG,
+            &[("ORRERY_DATABASE_URL", &pg.url())],
+        )
+        .await;
+    let id = start(
+        &node,
+        "report",
+        json!({"prompt": "Why is the sky blue?", "title": "Blue skies", "max_tokens": 24}),
+    )
+    .await;
+    let st = until_ended(&node, &id, Duration::from_secs(240)).await;
+    assert_eq!(st["status"], "completed", "{st}\n{}", node.log());
+    let (_, res) = get_json(
+        &reqwest::Client::new(),
+        &format!("{}/api/workflows/{id}/result?format=json", node.http),
+    )
+    .await;
+    assert_eq!(res["result"]["metadata"]["ok"], true, "{res}");
+    assert_eq!(res["result"]["metadata"]["detail"], "postgres");
+    let row = Store::new(Secret::new(pg.url()))
+        .report(&id)
+        .await
+        .unwrap()
+        .expect("the row in PostgreSQL");
+    assert_eq!(row.title, "Blue skies");
+    assert_eq!(row.model, "smollm2-135m");
+    // Nothing went to the default SQLite file.
+    assert!(!sb.dir.path().join("wpg1").join("orrery.db").exists());
+    assert!(
+        !node.log().contains(&pg.url()),
+        "the database URL is never logged"
+    );
+}
