@@ -499,3 +499,118 @@ async fn with_a_database_url_the_report_row_goes_to_postgresql() {
         "the database URL is never logged"
     );
 }
+
+/// A model that cannot load (its file is missing): its agent fails at run time.
+fn config_with_broken_model() -> String {
+    format!(
+        "{}\n[[models]]\nid = \"broken\"\nsource = \"path:/nonexistent/broken.gguf\"\nload = false\n",
+        config_with_slow_synthetic()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_agent_is_reported_and_integration_continues_or_the_task_fails_and_cancel_reaches_children()
+ {
+    let sb = Sandbox::start().await;
+    let node = sb.node("wf1", &config_with_broken_model()).await;
+    let http = reqwest::Client::new();
+    let roles =
+        json!(["architect", {"role": "qa", "prompt": "You test software.", "model": "broken"}]);
+
+    // continue: the task completes with what exists; the failed agent is named.
+    let id = start(
+        &node,
+        "multi-agent",
+        json!({"task": "A calculator.", "roles": roles, "max_tokens": 12,
+               "on_agent_failure": "continue"}),
+    )
+    .await;
+    let st = until_ended(&node, &id, Duration::from_secs(240)).await;
+    assert_eq!(st["status"], "completed", "{st}\n{}", node.log());
+    let (_, res) = get_json(&http, &format!("{}/api/workflows/{id}/result", node.http)).await;
+    let r = &res["result"];
+    assert_eq!(r["failed"], json!(["qa"]), "{res}");
+    assert_eq!(r["agents"]["qa"]["status"], "failed");
+    assert!(
+        r["agents"]["qa"]["error"].as_str().unwrap().len() > 3,
+        "{res}"
+    );
+    assert_eq!(r["agents"]["architect"]["status"], "completed");
+    assert!(
+        r["integration"]
+            .as_str()
+            .unwrap()
+            .contains("## qa\n(no output: the agent failed)"),
+        "{res}"
+    );
+    assert_eq!(r["review"]["status"], "completed");
+
+    // fail: the task fails, saying which agent.
+    let id = start(
+        &node,
+        "multi-agent",
+        json!({"task": "A calculator.", "roles": roles, "max_tokens": 12,
+               "on_agent_failure": "fail"}),
+    )
+    .await;
+    let st = until_ended(&node, &id, Duration::from_secs(240)).await;
+    assert_eq!(st["status"], "failed", "{st}");
+    let (_, res) = get_json(&http, &format!("{}/api/workflows/{id}/result", node.http)).await;
+    assert_eq!(res["status"], "failed");
+    assert!(
+        res["error"]["message"].as_str().unwrap().contains("qa"),
+        "{res}"
+    );
+
+    // Cancelling the parent cancels its running children.
+    let id = start(
+        &node,
+        "multi-agent",
+        json!({"task": "count", "roles": ["architect", "ui_designer"], "model": "slow-synthetic",
+               "max_tokens": 200}),
+    )
+    .await;
+    let status_url = format!("{}/api/workflows/{id}/status", node.http);
+    wait_for("both agents to run", Duration::from_secs(60), || async {
+        let (_, st) = get_json(&http, &status_url).await;
+        let running = st["steps"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["status"] == "running")
+            .count();
+        (running == 2).then_some(())
+    })
+    .await;
+    let r = http
+        .delete(format!("{}/api/workflows/{id}", node.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let st = until_ended(&node, &id, Duration::from_secs(60)).await;
+    assert_eq!(st["status"], "cancelled", "{st}");
+    let client = crate::websocket::temporal_client(&sb).await;
+    for role in ["architect", "ui_designer"] {
+        let child = format!("{id}.{role}");
+        wait_for(
+            &format!("{child} to be cancelled"),
+            Duration::from_secs(30),
+            || async {
+                let d = client
+                    .get_workflow_handle::<orrery::workflows::AskWorkflow>(child.clone())
+                    .describe(Default::default())
+                    .await
+                    .ok()?;
+                (d.status() == temporalio_client::WorkflowExecutionStatus::Canceled).then_some(())
+            },
+        )
+        .await;
+    }
+    // A second cancel is refused: it already ended.
+    let r = http
+        .delete(format!("{}/api/workflows/{id}", node.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
