@@ -372,10 +372,11 @@ async fn orrery_run_starts_a_workflow_shows_its_steps_and_saves_the_report() {
     assert!(std::fs::read(&out).unwrap().starts_with(b"%PDF-"));
 }
 
-/// kill -9 of the node generating the review, after the agents answered: the reviewer's ask
-/// moves to the other node, the workflow completes, and no completed LLM step runs again.
-#[tokio::test(flavor = "multi_thread")]
-async fn killing_a_node_mid_workflow_completes_elsewhere_and_no_llm_step_repeats() {
+/// Starts `kind` on a 3-node mesh (the first node serves no model), waits until its LLM step
+/// `step` generates, kills -9 the node generating it, and waits for the workflow to complete
+/// elsewhere. Then every LLM step was one child, started once and completed once, and each
+/// completed child's answer was generated once. The result's JSON.
+async fn kill_during(kind: &str, body: Value, step: &str, llm_steps: &[&str]) -> Value {
     use crate::cluster::{Mesh, synthetic_with};
     use orrery::workflows::{AskStage, AskWorkflow};
     let mesh = Mesh::new(3).await;
@@ -391,27 +392,15 @@ async fn killing_a_node_mid_workflow_completes_elsewhere_and_no_llm_step_repeats
     crate::harness::wait_cluster(&n2, &["n2", "n3", "n4"], "up").await;
     let mut nodes = vec![n3, n4];
 
-    let id = start(
-        &n2,
-        "multi-agent",
-        json!({"task": "count", "roles": ["architect", "ui_designer"], "max_tokens": 40}),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let status_url = format!("{}/api/workflows/{id}/status", n2.http);
-    wait_for("the review to start", Duration::from_secs(120), || async {
-        let (_, st) = get_json(&http, &status_url).await;
-        (st["current_step"] == "senior_reviewer").then_some(())
-    })
-    .await;
+    let id = start(&n2, kind, body).await;
     let client = crate::websocket::temporal_client(&mesh.sb).await;
-    let reviewer = format!("{id}.senior_reviewer");
+    let child = format!("{id}.{step}");
     let generating = wait_for(
-        "the review to generate",
-        Duration::from_secs(60),
+        &format!("{child} to generate"),
+        Duration::from_secs(120),
         || async {
             let stage = client
-                .get_workflow_handle::<AskWorkflow>(reviewer.clone())
+                .get_workflow_handle::<AskWorkflow>(child.clone())
                 .query(AskWorkflow::stage, (), Default::default())
                 .await
                 .ok()?;
@@ -432,31 +421,59 @@ async fn killing_a_node_mid_workflow_completes_elsewhere_and_no_llm_step_repeats
 
     let st = until_ended(&n2, &id, Duration::from_secs(180)).await;
     assert_eq!(st["status"], "completed", "{st}\n{}", n2.log());
-    let (_, res) = get_json(&http, &format!("{}/api/workflows/{id}/result", n2.http)).await;
-    assert_eq!(
-        res["result"]["review"]["node"],
-        nodes[0].id.as_str(),
-        "{res}"
-    );
+    let http = reqwest::Client::new();
+    let (_, res) = get_json(
+        &http,
+        &format!("{}/api/workflows/{id}/result?format=json", n2.http),
+    )
+    .await;
 
-    // Each LLM step is one child, started once and completed once.
     let history = history_events(&mesh.sb, &id).await;
     let count = |kind: &str| history.iter().filter(|e| e.contains(kind)).count();
+    let n = llm_steps.len();
     assert_eq!(
         count("StartChildWorkflowExecutionInitiated"),
-        3,
+        n,
         "{history:?}"
     );
-    assert_eq!(count("ChildWorkflowExecutionCompleted"), 3, "{history:?}");
-    // The agents' answers were generated once each: one completed generate activity apiece.
-    for role in ["architect", "ui_designer"] {
-        let child = history_events(&mesh.sb, &format!("{id}.{role}")).await;
+    assert_eq!(count("ChildWorkflowExecutionCompleted"), n, "{history:?}");
+    for s in llm_steps {
+        let child = history_events(&mesh.sb, &format!("{id}.{s}")).await;
         let done = child
             .iter()
             .filter(|e| e.contains("ActivityTaskCompleted"))
             .count();
-        assert_eq!(done, 1, "{role}: {child:?}");
+        assert_eq!(done, 1, "{s}: one generation completed: {child:?}");
     }
+    assert!(res["result"].is_object(), "{res}");
+    let survivor = nodes[0].id.clone();
+    json!({"result": res["result"], "survivor": survivor})
+}
+
+/// kill -9 mid-workflow, for each kind: it completes on another node and no completed LLM step
+/// runs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_node_mid_multi_agent_review_completes_elsewhere_without_repeats() {
+    let body = json!({"task": "count", "roles": ["architect", "ui_designer"], "max_tokens": 40});
+    let steps = ["architect", "ui_designer", "senior_reviewer"];
+    let out = kill_during("multi-agent", body, "senior_reviewer", &steps).await;
+    assert_eq!(out["result"]["review"]["node"], out["survivor"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_node_mid_report_content_completes_elsewhere_without_repeats() {
+    let body = json!({"prompt": "count", "title": "Counting", "max_tokens": 40});
+    let out = kill_during("report", body, "content", &["content"]).await;
+    assert_eq!(out["result"]["node"], out["survivor"], "{out}");
+    assert_eq!(out["result"]["metadata"]["ok"], true, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_node_mid_codegen_generation_completes_elsewhere_without_repeats() {
+    let body = json!({"requirements": "count", "language": "python", "max_tokens": 40});
+    let out = kill_during("codegen", body, "generate", &["generate", "review"]).await;
+    assert_eq!(out["result"]["node"], out["survivor"], "{out}");
+    assert_eq!(out["result"]["review_status"], "completed", "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
