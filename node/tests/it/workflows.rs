@@ -174,6 +174,22 @@ async fn report_workflow_writes_a_pdf_with_its_title_a_sqlite_row_and_notifies_t
     // The content step ran once, as one child.
     assert_eq!(completed_children(&sb, &id).await, 1);
 
+    // Asks start from the same route and answer on it.
+    let ask = start(
+        &node,
+        "ask",
+        json!({"prompt": crate::openai::PARIS, "temperature": 0, "max_tokens": 20}),
+    )
+    .await;
+    assert!(ask.starts_with("ask-"), "{ask}");
+    let (code, res) = get_json(
+        &http,
+        &format!("{}/api/workflows/{ask}/result?wait=60", node.http),
+    )
+    .await;
+    assert_eq!(code, 200, "{res}");
+    assert!(res["text"].as_str().unwrap().contains("Paris"), "{res}");
+
     // It is in the user's list.
     let (_, list) = get_json(&http, &format!("{}/api/workflows", node.http)).await;
     assert!(
