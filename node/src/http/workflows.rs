@@ -73,19 +73,31 @@ pub async fn admit_and_start(
     let permit = s.auth.admit(caller)?;
     let started = s.flows.start(input).await?;
     let (flows, id, kind) = (s.flows.clone(), started.workflow_id.clone(), started.kind);
+    let tasks = s.tasks.clone();
     let span = tracing::info_span!("workflow", workflow.id = %id, user = %caller.user);
     s.tasks.spawn(
         async move {
             let _permit = permit;
-            // Workflows may run long; the permit is held for as long as Temporal says it runs.
-            let end = flows.end(&id, kind, Duration::from_secs(24 * 3600)).await;
-            let outcome = match end {
-                FlowEnd::Completed(_) => "completed",
-                FlowEnd::Failed { .. } => "failed",
-                FlowEnd::Cancelled => "cancelled",
-                FlowEnd::Running => "running",
+            // The permit is held for as long as Temporal says the workflow runs, or until this
+            // node starts shutting down: the workflow is durable and goes on without us, so it
+            // must not hold up the drain.
+            let end = flows.end(&id, kind, Duration::from_secs(24 * 3600));
+            tokio::pin!(end);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let outcome = loop {
+                tokio::select! {
+                    end = &mut end => break match end {
+                        FlowEnd::Completed(_) => "completed",
+                        FlowEnd::Failed { .. } => "failed",
+                        FlowEnd::Cancelled => "cancelled",
+                        FlowEnd::Running => "still running",
+                    },
+                    _ = tick.tick() => if tasks.is_closed() {
+                        break "still running (this node is shutting down)";
+                    },
+                }
             };
-            tracing::info!(outcome, "workflow ended");
+            tracing::info!(outcome, "workflow followed to its end");
         }
         .instrument(span),
     );

@@ -63,10 +63,14 @@ impl Socket<'_> {
             self.out.clone(),
             self.caller.user.to_string(),
         );
-        let shutdown = self.state.shutdown.clone();
+        let (shutdown, tasks) = (self.state.shutdown.clone(), self.state.tasks.clone());
         self.state.tasks.spawn(async move {
             let mut last = None;
             loop {
+                // A draining node stops following (the workflow goes on in Temporal).
+                if tasks.is_closed() {
+                    return;
+                }
                 let d = match flows.describe_owned(&id, &user).await {
                     Ok(d) => d,
                     Err(e) => {
