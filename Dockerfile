@@ -6,7 +6,7 @@ COPY . .
 RUN cargo build --release --bin orrery
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/orrery /usr/local/bin/orrery
 ENV ORRERY_HOME=/var/lib/orrery

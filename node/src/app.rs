@@ -122,8 +122,18 @@ async fn run_node(
     let followers = Followers::default();
     let handle = NodeHandle::default();
     let worker_host = Arc::new(Slot::<WorkerHostMsg>::default());
-    let (supervisor, supervisor_done) =
-        start_actors(&config, &client, &handle, &followers, &worker_host).await?;
+    let store = crate::store::Store::new(config.storage.database_url.clone());
+    let user_events = crate::notify::UserEvents::default();
+    let flow_deps = (store.clone(), user_events.clone());
+    let (supervisor, supervisor_done) = start_actors(
+        &config,
+        &client,
+        &handle,
+        &followers,
+        &worker_host,
+        flow_deps,
+    )
+    .await?;
     if config.autoscaling.enabled {
         ensure_scaling_loop(&client, &config).await;
     }
@@ -132,18 +142,27 @@ async fn run_node(
         metrics::counter!("orrery_fallback_requests_total", "model" => m.id.to_string())
             .absolute(0);
     }
+    for kind in ["report", "multi-agent", "codegen"] {
+        metrics::counter!("orrery_workflows_started_total", "kind" => kind).absolute(0);
+    }
 
     let shutdown = CancellationToken::new();
     let (cluster, cluster_watch) = watch_cluster(handle.clone(), shutdown.clone());
+    let asks = AskService {
+        config: config.clone(),
+        client,
+        temporal_ui: temporal_ui.clone(),
+        followers,
+        user_search,
+    };
     let state = AppState {
         node: handle.clone(),
-        asks: AskService {
-            config: config.clone(),
-            client,
-            temporal_ui: temporal_ui.clone(),
-            followers,
-            user_search,
+        flows: crate::flows::FlowService {
+            asks: asks.clone(),
+            store,
         },
+        user_events,
+        asks,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         shutdown: shutdown.clone(),
@@ -195,6 +214,7 @@ pub async fn start_actors(
     handle: &NodeHandle,
     followers: &Followers,
     worker_host: &Arc<Slot<WorkerHostMsg>>,
+    (store, events): (crate::store::Store, crate::notify::UserEvents),
 ) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), BoxError> {
     let runtime = Arc::new(temporalio_sdk::Runtime::from_current_tokio(
         Default::default(),
@@ -205,6 +225,8 @@ pub async fn start_actors(
             client: client.clone(),
             runtime,
             handle: handle.clone(),
+            store,
+            events,
         },
         worker_host.clone(),
     );

@@ -27,6 +27,50 @@ pub fn choose(snapshots: &[NodeSnapshot], model: &ModelId, excluded: &[NodeId]) 
     best(false).or_else(|| best(true))
 }
 
+/// What a codegen workflow allocates: `model` on `node` (None: no node holds it yet; the ask's
+/// plan will load it), and whether that is the fallback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Allocation {
+    pub model: ModelId,
+    pub node: Option<NodeId>,
+    pub fallback: bool,
+}
+
+fn has_room(snapshots: &[NodeSnapshot], model: &ModelId) -> bool {
+    snapshots.iter().filter(|s| !s.draining).any(|s| {
+        s.models
+            .iter()
+            .any(|m| &m.model == model && m.active + m.queued < m.max_sequences)
+    })
+}
+
+/// The local model when some node has a free sequence for it; else its fallback (when it has
+/// one and room for it) for users below the high tier, who would otherwise queue; else the local
+/// model, queued behind the others.
+pub fn allocate(
+    snapshots: &[NodeSnapshot],
+    model: &ModelId,
+    fallback: Option<&ModelId>,
+    high_priority: bool,
+) -> Allocation {
+    let local = Allocation {
+        model: model.clone(),
+        node: choose(snapshots, model, &[]),
+        fallback: false,
+    };
+    if has_room(snapshots, model) || high_priority {
+        return local;
+    }
+    match fallback {
+        Some(f) if has_room(snapshots, f) => Allocation {
+            model: f.clone(),
+            node: choose(snapshots, f, &[]),
+            fallback: true,
+        },
+        _ => local,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +161,61 @@ mod tests {
                 want,
                 "case {i}"
             );
+        }
+    }
+
+    #[test]
+    fn allocation_prefers_local_room_then_the_fallback_below_high_priority() {
+        let (m, f) = (ModelId::new("m"), ModelId::new("f"));
+        let busy = snap("a", Some(("m", 3, 2)), 10, false);
+        let free = snap("b", Some(("m", 1, 0)), 10, false);
+        let mut spare = snap("c", Some(("f", 0, 0)), 10, false);
+        spare.models[0].model = f.clone();
+        // (snapshots, fallback, high priority, wanted model, wanted node)
+        type Case<'a> = (
+            Vec<NodeSnapshot>,
+            Option<&'a ModelId>,
+            bool,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                vec![busy.clone(), free.clone()],
+                Some(&f),
+                false,
+                "m",
+                Some("b"),
+            ),
+            (
+                vec![busy.clone(), spare.clone()],
+                Some(&f),
+                false,
+                "f",
+                Some("c"),
+            ),
+            (
+                vec![busy.clone(), spare.clone()],
+                Some(&f),
+                true,
+                "m",
+                Some("a"),
+            ),
+            (vec![busy.clone()], Some(&f), false, "m", Some("a")),
+            (
+                vec![busy.clone(), spare.clone()],
+                None,
+                false,
+                "m",
+                Some("a"),
+            ),
+            (vec![], None, false, "m", None),
+        ];
+        for (i, (snaps, fb, high, want_model, want_node)) in cases.into_iter().enumerate() {
+            let a = allocate(&snaps, &m, fb, high);
+            assert_eq!(a.model.as_str(), want_model, "case {i}");
+            assert_eq!(a.node.as_ref().map(|n| n.as_str()), want_node, "case {i}");
+            assert_eq!(a.fallback, want_model == "f", "case {i}");
         }
     }
 }

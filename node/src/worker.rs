@@ -4,14 +4,17 @@
 //! exits unexpectedly makes this actor fail, and the supervisor restarts it with fresh workers.
 
 use crate::activities::{
-    ClusterActivities, NodeActivities, NodeScalingActivities, ScalingActivities,
+    ClusterActivities, FlowActivities, NodeActivities, NodeScalingActivities, ScalingActivities,
 };
 use crate::actors::NodeHandle;
 use crate::actors::handle::Slot;
 use crate::actors::supervisor::ChildSpawner;
 use crate::config::Config;
 use crate::protocol::{CLUSTER_TASK_QUEUE, actor_names, node_task_queue};
-use crate::workflows::{AskWorkflow, ResourceManagementWorkflow, routes_query};
+use crate::workflows::{
+    AskWorkflow, CodeGenWorkflow, MultiAgentWorkflow, ReportWorkflow, ResourceManagementWorkflow,
+    routes_query,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use std::sync::Arc;
@@ -26,6 +29,9 @@ pub struct WorkerHostArgs {
     pub runtime: Arc<Runtime>,
     /// Handed to the activities.
     pub handle: NodeHandle,
+    /// The workflow results' database and the users' sessions here (for the flow activities).
+    pub store: crate::store::Store,
+    pub events: crate::notify::UserEvents,
 }
 
 /// How the supervisor starts (and restarts) the worker host; `current` always holds the one
@@ -68,20 +74,29 @@ pub struct WorkerHostState {
 
 pub struct WorkerHost;
 
-fn options_for(queue: &str, config: &Config, handle: &NodeHandle) -> Result<WorkerOptions, String> {
+fn options_for(queue: &str, args: &WorkerHostArgs) -> Result<WorkerOptions, String> {
+    let (config, handle) = (&args.config, &args.handle);
     let grace = config.limits.shutdown_grace;
+    let flows = || FlowActivities::new(config.clone(), args.store.clone(), args.events.clone());
     if queue == CLUSTER_TASK_QUEUE {
         Ok(WorkerOptions::new(queue)
             .register_workflow::<AskWorkflow>()
             .map_err(|e| e.to_string())?
             .register_workflow::<ResourceManagementWorkflow>()
             .map_err(|e| e.to_string())?
+            .register_workflow::<ReportWorkflow>()
+            .map_err(|e| e.to_string())?
+            .register_workflow::<MultiAgentWorkflow>()
+            .map_err(|e| e.to_string())?
+            .register_workflow::<CodeGenWorkflow>()
+            .map_err(|e| e.to_string())?
+            .register_activities(flows())
             .register_activities(ClusterActivities::new(
                 config.node_id.clone(),
                 handle.clone(),
                 routes_query(),
             ))
-            .register_activities(ScalingActivities::new(Arc::new(config.clone())))
+            .register_activities(ScalingActivities::new(config.clone()))
             // A dead node's cached workflows move to another worker after this.
             .sticky_queue_schedule_to_start_timeout(std::time::Duration::from_secs(3))
             .graceful_shutdown_period(grace)
@@ -90,6 +105,7 @@ fn options_for(queue: &str, config: &Config, handle: &NodeHandle) -> Result<Work
         Ok(WorkerOptions::new(queue)
             .register_activities(NodeActivities::new(config.node_id.clone(), handle.clone()))
             .register_activities(NodeScalingActivities::new(handle.clone()))
+            .register_activities(flows())
             .graceful_shutdown_period(grace)
             .build())
     }
@@ -121,18 +137,13 @@ async fn start_worker(
     let handle = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<ShutdownFn, String>>();
     let mut tx = Some(tx);
-    let (rt, client, config, node) = (
-        args.runtime.clone(),
-        args.client.clone(),
-        args.config.clone(),
-        args.handle.clone(),
-    );
+    let (rt, client, worker_args) = (args.runtime.clone(), args.client.clone(), args.clone());
     let q = queue.clone();
     let thread = std::thread::Builder::new()
         .name(format!("worker:{queue}"))
         .spawn(move || {
             let result = run_guarded(&handle, async {
-                let opts = options_for(&q, &config, &node)?;
+                let opts = options_for(&q, &worker_args)?;
                 let mut worker = Worker::new(&rt, client, opts).map_err(|e| e.to_string())?;
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(Ok(Box::new(worker.shutdown_handle())));

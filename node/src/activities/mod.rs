@@ -2,10 +2,15 @@
 //! the node that must do the work (queue `orrery.node.<id>`). Activity structs hold the node's
 //! `NodeHandle`, whose slots always name the current actors, so restarted actors are picked up.
 
+mod flows;
 mod generate;
 mod plan;
 mod scaling;
 
+pub use flows::{
+    AllocateInput, Allocated, BAD_FONT, FlowActivities, NotifyInput, NotifyOutput, RenderInput,
+    RenderOutput, SaveCodeInput, code_extension,
+};
 pub use generate::{GenerateInput, NodeActivities, Progress};
 pub use plan::{ClusterActivities, Placement, PlanInput, RoutesQuery};
 pub use scaling::{NodeScalingActivities, ScalingActivities, cluster_view};

@@ -4,7 +4,6 @@
 
 use super::{AskEnd, AskError, AskService};
 use crate::activities::Progress;
-use crate::protocol::Priority;
 use crate::protocol::{ASK_WORKFLOW_PREFIX, NodeId, RequestId, USER_SEARCH_ATTRIBUTE};
 use crate::workflows::ask::{AskInput, AskStage, AskWorkflow};
 use futures::StreamExt;
@@ -16,12 +15,12 @@ use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowDescribeOptions, WorkflowExecutionStatus,
     WorkflowListOptions, WorkflowQueryOptions, tonic,
 };
+use temporalio_common::MemoValues;
 use temporalio_common::protos::temporal::api::enums::v1::{IndexedValueType, PendingActivityState};
 use temporalio_common::protos::temporal::api::operatorservice::v1::{
     AddSearchAttributesRequest, ListSearchAttributesRequest,
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
-use temporalio_common::{MemoValues, Priority as TemporalPriority};
 
 const USER_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(USER_SEARCH_ATTRIBUTE);
 
@@ -60,15 +59,7 @@ pub fn memo(input: &AskInput) -> MemoValues {
     m
 }
 
-/// Temporal's task priority for an ask (1 is served first; 3 is the server's default).
-pub fn temporal_priority(p: &Priority) -> TemporalPriority {
-    let key = match p {
-        Priority::High => 1,
-        Priority::Normal => 3,
-        Priority::Low => 5,
-    };
-    TemporalPriority::builder().priority_key(key).build()
-}
+pub use crate::workflows::steps::temporal_priority;
 
 /// Registers the `OrreryUser` keyword search attribute if the namespace lacks it, and waits
 /// until the server lists it. Fails where the operator API is closed (Temporal Cloud: create it
@@ -360,6 +351,7 @@ pub async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Priority;
 
     #[test]
     fn priorities_map_to_temporal_keys() {

@@ -4,6 +4,7 @@ mod admin;
 mod ask;
 mod keygen;
 mod models;
+mod run;
 mod serve;
 mod status;
 
@@ -30,6 +31,8 @@ enum Command {
     Node(serve::NodeArgs),
     /// Ask a question and stream the answer.
     Ask(ask::AskArgs),
+    /// Run a workflow: report, multi-agent, codegen or ask; shows its steps, prints its result.
+    Run(run::RunArgs),
     /// Make an API key: prints the key (hand it to the user) and the entry for the keys file,
     /// which holds only its sha256.
     Keygen(keygen::KeygenArgs),
@@ -49,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(a) => serve::up(a).await,
         Command::Node(a) => serve::node(a).await,
         Command::Ask(a) => ask::run(a).await,
+        Command::Run(a) => run::run(a).await,
         Command::Keygen(a) => keygen::run(a),
         Command::Status(a) => status::run(a).await,
         Command::Models { action } => models::run(action),

@@ -8,7 +8,7 @@ mod resolve;
 mod source;
 
 pub use error::ConfigError;
-pub use resolve::{FileReads, resolve};
+pub use resolve::{DEFAULT_FONT, FileReads, resolve};
 pub use source::parse_source;
 
 use crate::codec::Keyring;
@@ -218,6 +218,42 @@ pub struct Config {
     pub autoscaling: AutoscalingConfig,
     pub auth: AuthConfig,
     pub http_server: HttpConfig,
+    pub storage: StorageConfig,
+    pub workflows: WorkflowsConfig,
+}
+
+/// Where workflow results and their metadata are kept (`[storage]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageConfig {
+    /// `sqlite://…` or `postgres://…` (`ORRERY_DATABASE_URL`); default: SQLite in the data dir.
+    /// A secret: a PostgreSQL URL may carry a password.
+    pub database_url: Secret,
+    /// Report PDFs and saved code. In a cluster of several machines, a directory they share.
+    pub reports_dir: PathBuf,
+    /// The TrueType font reports are set in (it must cover the text's scripts).
+    pub font: PathBuf,
+}
+
+/// What a multi-agent workflow does when one of its agents fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAgentFailure {
+    /// The workflow fails.
+    Fail,
+    /// Integration goes on with the outputs that exist; the failed agent is reported.
+    Continue,
+}
+
+/// Report, multi-agent and codegen settings (`[workflows]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowsConfig {
+    /// Posted a JSON event when a workflow of any user finishes (best effort).
+    pub webhook_url: Option<String>,
+    /// How long a codegen review may take before the workflow goes on without it.
+    pub review_timeout: Duration,
+    pub on_agent_failure: OnAgentFailure,
+    /// Longest codegen requirements, in characters.
+    pub max_requirements_chars: usize,
 }
 
 /// Who may use the node: API keys and per-tier quotas (see `crate::users`).

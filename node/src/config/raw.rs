@@ -23,6 +23,29 @@ pub(super) struct RawConfig {
     pub(super) auth: RawAuth,
     #[serde(default)]
     pub(super) http: RawHttp,
+    #[serde(default)]
+    pub(super) storage: RawStorage,
+    #[serde(default)]
+    pub(super) workflows: RawWorkflows,
+}
+
+/// `[storage]`: where workflow results (report PDFs, generated code) and their metadata go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) database_url: Option<String>,
+    pub(super) reports_dir: Option<String>,
+    pub(super) font: Option<String>,
+}
+
+/// `[workflows]`: report, multi-agent and codegen settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkflows {
+    pub(super) webhook_url: Option<String>,
+    pub(super) review_timeout_secs: Option<u64>,
+    pub(super) on_agent_failure: Option<String>,
+    pub(super) max_requirements_chars: Option<usize>,
 }
 
 /// `[http]`: what the HTTP server accepts.

@@ -472,3 +472,42 @@ fn the_mesh_needs_a_long_cookie_and_whole_tls_settings() {
     .unwrap_err();
     assert!(err.to_string().contains("mesh TLS needs all"), "{err}");
 }
+
+#[test]
+fn storage_and_workflow_settings_default_under_the_data_dir_and_are_checked() {
+    let c = Config::resolve(
+        None,
+        &env(&[("ORRERY_DATA_DIR", "/d")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.database_url.expose(),
+        "sqlite:///d/orrery.db?mode=rwc"
+    );
+    assert_eq!(c.storage.reports_dir, PathBuf::from("/d/reports"));
+    assert_eq!(c.storage.font, PathBuf::from(DEFAULT_FONT));
+    assert_eq!(c.workflows.on_agent_failure, OnAgentFailure::Continue);
+    assert_eq!(c.workflows.review_timeout, Duration::from_secs(120));
+    assert_eq!(c.workflows.webhook_url, None);
+
+    let file = "[storage]\nreports_dir = \"/r\"\n[workflows]\non_agent_failure = \"fail\"\n\
+                review_timeout_secs = 5\nwebhook_url = \"http://127.0.0.1:9/hook\"\n";
+    let pg = "postgres://orrery:hunter2@db/orrery";
+    let c = Config::resolve(
+        Some(file),
+        &env(&[("ORRERY_DATABASE_URL", pg)]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.storage.database_url.expose(), pg);
+    assert!(!format!("{c:?}").contains("hunter2"), "the URL is a secret");
+    assert_eq!(c.storage.reports_dir, PathBuf::from("/r"));
+    assert_eq!(c.workflows.on_agent_failure, OnAgentFailure::Fail);
+    assert_eq!(c.workflows.review_timeout, Duration::from_secs(5));
+
+    let bad = "[workflows]\non_agent_failure = \"maybe\"\nreview_timeout_secs = 0\n\
+               webhook_url = \"ftp://x\"\n";
+    let err = Config::resolve(Some(bad), &env(&[]), &Overrides::default()).unwrap_err();
+    assert_eq!(err.0.len(), 3, "{err}");
+}

@@ -22,6 +22,7 @@ pub mod rest;
 pub mod server;
 mod tool_params;
 mod web;
+pub mod workflows;
 pub mod ws;
 
 use crate::asks::AskService;
@@ -40,6 +41,10 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub struct AppState {
     pub asks: AskService,
+    /// Report, multi-agent and codegen workflows.
+    pub flows: crate::flows::FlowService,
+    /// Events for the users' sessions on this node (workflow notifications).
+    pub user_events: crate::notify::UserEvents,
     /// This node's actors.
     pub node: crate::actors::NodeHandle,
     pub metrics: Option<PrometheusHandle>,
@@ -85,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/embeddings", post(embeddings::ollama_embeddings))
         .merge(rest::routes())
         .merge(codec::routes(state.clone()))
+        .merge(workflows::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

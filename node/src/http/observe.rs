@@ -140,6 +140,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "asks in flight counted on this node's limit keeper (for the users it keeps, from every node)",
     ),
     (
+        "orrery_workflows_started_total",
+        "counter",
+        "report, multi-agent and codegen workflows started on this node, by kind",
+    ),
+    (
         "orrery_node_cpu_percent",
         "gauge",
         "CPU use of this machine",

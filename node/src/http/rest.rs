@@ -30,7 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/asks/{id}/result", get(result))
 }
 
-fn to_ask(body: &Bytes) -> Result<AskRequest, ApiError> {
+pub(super) fn to_ask(body: &Bytes) -> Result<AskRequest, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new("bad_json", format!("not valid JSON: {e}")))?;
     let fields: AskFields =
@@ -61,7 +61,7 @@ async fn create(
         .into_response())
 }
 
-async fn status(
+pub(super) async fn status(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -72,10 +72,10 @@ async fn status(
 }
 
 #[derive(Debug, Deserialize)]
-struct ResultQuery {
+pub(super) struct ResultQuery {
     /// Seconds to wait for a running ask to end (0: answer at once).
     #[serde(default)]
-    wait: u64,
+    pub(super) wait: u64,
 }
 
 fn end_body(id: &RequestId, end: AskEnd) -> Value {
@@ -94,7 +94,7 @@ fn end_body(id: &RequestId, end: AskEnd) -> Value {
     }
 }
 
-async fn result(
+pub(super) async fn result(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -115,7 +115,7 @@ async fn result(
     Ok(Json(end_body(&id, s.asks.outcome(&id).await)).into_response())
 }
 
-async fn cancel(
+pub(super) async fn cancel(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -4,6 +4,7 @@
 
 pub mod ask;
 pub mod chat;
+pub mod flow;
 pub mod ids;
 pub mod live;
 pub mod names;
@@ -12,6 +13,7 @@ pub mod tools;
 
 pub use ask::{AskOutcome, INVALID_REQUEST, NO_CAPACITY, Priority, UNKNOWN_MODEL};
 pub use chat::{ChatMessage, FinishReason, ResponseFormat, Role, SamplingParams};
+pub use flow::{FlowKind, FlowProgress, StepState, StepStatus, child_ask_id};
 pub use ids::{ModelId, NodeId, RequestId};
 pub use live::{LiveEvent, LiveStage};
 pub use names::{

@@ -40,6 +40,8 @@ async fn crashed_children_are_restarted_by_the_supervisor() {
             client,
             runtime,
             handle: node.clone(),
+            store: orrery::store::Store::new(config.storage.database_url.clone()),
+            events: Default::default(),
         },
         worker_host.clone(),
     );

@@ -6,7 +6,7 @@ use serde_json::json;
 use temporalio_client::{WorkflowExecutionStatus, WorkflowGetResultOptions};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn temporal_client(sb: &Sandbox) -> temporalio_client::Client {
+pub async fn temporal_client(sb: &Sandbox) -> temporalio_client::Client {
     let overrides = orrery::config::Overrides {
         temporal_address: Some(sb.temporal.address.clone()),
         embedded: Some(false),

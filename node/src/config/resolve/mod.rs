@@ -3,6 +3,8 @@
 //! beforehand into [`FileReads`]); it collects every problem and reports them together.
 
 mod cluster;
+mod flows;
+pub use flows::DEFAULT_FONT;
 mod models;
 mod settings;
 mod temporal;
@@ -100,6 +102,8 @@ pub fn resolve(
     let auth = settings::auth(raw.auth, &env, &mut errors);
     let autoscaling = settings::autoscaling(raw.autoscaling, &env, &mut errors);
     let http_server = settings::http(raw.http, &env, &mut errors);
+    let storage = flows::storage(raw.storage, &env, &node.data_dir);
+    let workflows = flows::workflows(raw.workflows, &env, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -119,6 +123,8 @@ pub fn resolve(
         limits,
         auth,
         http_server,
+        storage,
+        workflows,
     })
 }
 

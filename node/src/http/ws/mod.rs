@@ -1,6 +1,7 @@
 //! `/ws`: the JSON WebSocket protocol of docs/websocket.md. One socket carries many asks; a bad
 //! frame is answered with an error frame and changes nothing else.
 
+mod flows;
 mod frames;
 mod sessions;
 
@@ -82,6 +83,8 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
     let mut mine: HashSet<RequestId> = HashSet::new();
     let mut cluster = state.cluster.clone();
     cluster.mark_unchanged();
+    // Workflow notifications of this user (from the notify activity on this node).
+    let (_events, mut events_rx) = state.user_events.subscribe(caller.user.as_str());
     metrics::gauge!("orrery_websocket_sessions").increment(1.0);
 
     let config = &state.asks.config;
@@ -121,6 +124,7 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
             Some((id, ev)) = live_rx.recv() => ServerFrame::live(&id, ev),
             Some(f) = out_rx.recv() => f,
             Some(id) = ended_rx.recv() => { mine.remove(&id); continue; }
+            Some(ev) = events_rx.recv() => ServerFrame::event(ev),
             Ok(()) = cluster.changed() => ServerFrame::Cluster { nodes: public(&cluster.borrow_and_update()) },
             incoming = stream.next() => {
                 heard = tokio::time::Instant::now();
@@ -192,6 +196,8 @@ impl Socket<'_> {
             }),
             ClientFrame::Cancel { request_id } => self.cancel(request_id).await,
             ClientFrame::Ask(fields) => self.ask(fields).await,
+            ClientFrame::RunWorkflow(fields) => self.run_workflow(fields).await,
+            ClientFrame::CancelWorkflow { workflow_id } => self.cancel_workflow(workflow_id).await,
         }
     }
 

@@ -3,7 +3,9 @@
 
 use crate::asks::{AskEnd, AskFields};
 use crate::http::error::ApiError;
-use crate::protocol::{FinishReason, LiveEvent, LiveStage, ModelId, NodeId, NodeRow, RequestId};
+use crate::protocol::{
+    FinishReason, FlowKind, LiveEvent, LiveStage, ModelId, NodeId, NodeRow, RequestId, StepState,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,13 +14,27 @@ use serde_json::Value;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Ask(AskFields),
-    Cancel { request_id: Option<RequestId> },
+    Cancel {
+        request_id: Option<RequestId>,
+    },
     Models,
     Ping,
+    /// Starts a workflow of any kind: `kind` and that kind's fields (as its REST body).
+    RunWorkflow(serde_json::Map<String, Value>),
+    CancelWorkflow {
+        workflow_id: Option<String>,
+    },
 }
 
 /// The frame types a client may send, as `type` names them.
-pub const CLIENT_TYPES: [&str; 4] = ["ask", "cancel", "models", "ping"];
+pub const CLIENT_TYPES: [&str; 6] = [
+    "ask",
+    "cancel",
+    "cancel_workflow",
+    "models",
+    "ping",
+    "run_workflow",
+];
 
 impl ClientFrame {
     /// Parses one text frame, or says exactly what is wrong with it (with the frame's
@@ -41,7 +57,10 @@ impl ClientFrame {
         if !CLIENT_TYPES.contains(&kind) {
             let e = ApiError::new(
                 "unknown_type",
-                format!("unknown message type `{kind}`; expected ask, cancel, models or ping"),
+                format!(
+                    "unknown message type `{kind}`; expected {}",
+                    CLIENT_TYPES.join(", ")
+                ),
             );
             return Err((e, client_id));
         }
@@ -150,6 +169,39 @@ pub enum ServerFrame {
         client_id: Option<String>,
         request_id: Option<RequestId>,
     },
+    WorkflowAccepted {
+        workflow_id: String,
+        kind: FlowKind,
+        workflow_url: Option<String>,
+        client_id: Option<String>,
+    },
+    /// Where a workflow this socket started stands; sent when it changes.
+    WorkflowProgress {
+        workflow_id: String,
+        kind: FlowKind,
+        status: &'static str,
+        current_step: Option<String>,
+        percent: u32,
+        eta_ms: Option<u64>,
+        steps: Vec<StepState>,
+        children: Vec<crate::flows::ChildRef>,
+    },
+    /// A workflow this socket started ended.
+    WorkflowDone {
+        workflow_id: String,
+        kind: FlowKind,
+        /// completed | failed | cancelled
+        status: &'static str,
+        result: Option<Value>,
+        error: Option<ErrorBody>,
+    },
+    /// A workflow of this user notified its end (to every session of the user on the node).
+    WorkflowEvent {
+        workflow_id: String,
+        kind: String,
+        status: String,
+        summary: Value,
+    },
 }
 
 impl ServerFrame {
@@ -223,6 +275,51 @@ impl ServerFrame {
                 request_id,
                 text: shown.unwrap_or_default(),
             },
+        }
+    }
+}
+
+impl ServerFrame {
+    pub fn progress(s: crate::flows::FlowStatus) -> Self {
+        ServerFrame::WorkflowProgress {
+            workflow_id: s.workflow_id,
+            kind: s.kind,
+            status: s.status,
+            current_step: s.current_step,
+            percent: s.percent,
+            eta_ms: s.eta_ms,
+            steps: s.steps,
+            children: s.children,
+        }
+    }
+
+    /// The last frame of a workflow.
+    pub fn workflow_end(workflow_id: String, kind: FlowKind, end: crate::flows::FlowEnd) -> Self {
+        use crate::flows::FlowEnd;
+        let (status, result, error) = match end {
+            FlowEnd::Completed(v) => ("completed", Some(v), None),
+            FlowEnd::Failed { code, message } => {
+                ("failed", None, Some(ErrorBody { code, message }))
+            }
+            FlowEnd::Cancelled | FlowEnd::Running => ("cancelled", None, None),
+        };
+        ServerFrame::WorkflowDone {
+            workflow_id,
+            kind,
+            status,
+            result,
+            error,
+        }
+    }
+
+    /// A notification event, as the notify activity published it.
+    pub fn event(v: Value) -> Self {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        ServerFrame::WorkflowEvent {
+            workflow_id: s("workflow_id"),
+            kind: s("kind"),
+            status: s("status"),
+            summary: v["summary"].clone(),
         }
     }
 }

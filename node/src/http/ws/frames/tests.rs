@@ -132,6 +132,31 @@ fn one_of_each() -> Vec<ServerFrame> {
         ServerFrame::Pong,
         ServerFrame::Cluster { nodes: vec![] },
         ServerFrame::error(&ApiError::new("bad_json", "x"), Some("c"), Some(&id)),
+        ServerFrame::WorkflowAccepted {
+            workflow_id: "report-1".into(),
+            kind: FlowKind::Report,
+            workflow_url: None,
+            client_id: None,
+        },
+        ServerFrame::WorkflowProgress {
+            workflow_id: "report-1".into(),
+            kind: FlowKind::Report,
+            status: "running",
+            current_step: Some("content".into()),
+            percent: 0,
+            eta_ms: None,
+            steps: vec![],
+            children: vec![],
+        },
+        ServerFrame::workflow_end(
+            "report-1".into(),
+            FlowKind::Report,
+            crate::flows::FlowEnd::Cancelled,
+        ),
+        ServerFrame::event(
+            serde_json::json!({"workflow_id": "report-1", "kind": "report",
+                                              "status": "completed", "summary": {}}),
+        ),
     ]
 }
 
@@ -180,6 +205,14 @@ fn every_client_frame_is_documented_and_parses() {
         (r#"{"type": "ping"}"#, None),
         (r#"{"type": "models"}"#, None),
         (r#"{"type": "cancel", "request_id": "ask-1"}"#, None),
+        (
+            r#"{"type": "run_workflow", "kind": "report", "prompt": "x"}"#,
+            None,
+        ),
+        (
+            r#"{"type": "cancel_workflow", "workflow_id": "report-1"}"#,
+            None,
+        ),
         ("not json", Some("bad_json")),
         (r#"{"no": "type"}"#, Some("missing_field")),
         (r#"{"type": "dance"}"#, Some("unknown_type")),
