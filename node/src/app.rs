@@ -148,6 +148,8 @@ async fn run_node(
 
     let shutdown = CancellationToken::new();
     let (cluster, cluster_watch) = watch_cluster(handle.clone(), shutdown.clone());
+    // Ends with the shutdown token.
+    crate::actors::queues::spawn(node.clone(), handle.clone(), shutdown.clone());
     let asks = AskService {
         config: config.clone(),
         client,

@@ -93,7 +93,7 @@ impl Answer<'_> {
     }
 
     /// Waits for a sequence slot; heartbeats meanwhile, so waiting is not mistaken for a dead
-    /// node. None when the ask was cancelled while it waited.
+    /// node. A cancel while waiting, or a move back to placement, is an error.
     async fn wait_for_slot(
         &mut self,
         mut reply: ractor::concurrency::OneshotReceiver<Started>,
@@ -102,8 +102,9 @@ impl Answer<'_> {
         loop {
             tokio::select! {
                 started = &mut reply => return match started {
-                    Ok(Some(rx)) => Ok(rx),
-                    Ok(None) => Err(ActivityError::cancelled()),
+                    Ok(Started::Run(rx)) => Ok(rx),
+                    Ok(Started::Cancelled) => Err(ActivityError::cancelled()),
+                    Ok(Started::Moved(why)) => Err(retryable(format!("moved before it started: {why}"))),
                     Err(_) => Err(retryable("the model holder stopped before the ask started")),
                 },
                 _ = self.ctx.cancelled(), if !self.cancel.is_cancelled() => {

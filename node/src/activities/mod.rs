@@ -12,7 +12,7 @@ pub use flows::{
     RenderOutput, SaveCodeInput, code_extension,
 };
 pub use generate::{GenerateInput, NodeActivities, Progress};
-pub use plan::{ClusterActivities, Placement, PlanInput, RoutesQuery};
+pub use plan::{ClusterActivities, Placement, PlanInput, RoutesQuery, fallbacks};
 pub use scaling::{NodeScalingActivities, ScalingActivities, cluster_view};
 
 use temporalio_common::error::ApplicationFailure;

@@ -2,10 +2,11 @@
 
 use super::non_retryable;
 use crate::actors::models::LoadError;
+use crate::actors::resource_manager::Fallbacks;
 use crate::actors::{NodeHandle, mesh};
 use crate::placement;
 use crate::policy::Route;
-use crate::protocol::{ModelId, NO_CAPACITY, NodeId, RequestId, UNKNOWN_MODEL};
+use crate::protocol::{ModelId, NO_CAPACITY, NodeId, PrefixMark, RequestId, UNKNOWN_MODEL};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +23,10 @@ pub struct PlanInput {
     pub origin: NodeId,
     /// Nodes that already failed this ask; used only when nothing else can serve it.
     pub excluded: Vec<NodeId>,
+    /// The conversation's marks, one per message: cache-aware placement looks for the node
+    /// holding the deepest (hashes only, no text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<PrefixMark>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +35,9 @@ pub struct Placement {
     /// The model to generate with: the one asked for, or its fallback while the scaling loop
     /// routes it there.
     pub model: ModelId,
+    /// Why this node (recorded with the plan in the ask's history).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
 }
 
 /// Asks the scaling loop where each model's asks go now (`None` when it does not answer). Given
@@ -58,20 +66,45 @@ impl ClusterActivities {
     }
 
     /// Where the scaling loop sends `model`'s asks now (the fallback model, if routed there).
-    /// Asked of the loop on every plan: a cached route would send asks the wrong way for as long
-    /// as it is kept, and the query costs a few milliseconds.
+    /// The loop pushes its routes to every node when they change; only when what this node
+    /// heard is older than [`ROUTES_FRESH`] (it joined since, or missed a push) does the plan
+    /// query the loop, a round trip through Temporal on the way to the first token.
     async fn routed(&self, ctx: &ActivityContext, model: &ModelId) -> ModelId {
-        // Without the loop (disabled or not started yet) everything stays local.
-        let routes = (self.routes)(ctx.client()).await.unwrap_or_default();
-        match routes.get(model.as_str()) {
-            Some(Route::Fallback { backend }) => {
+        let known = self.handle.routes();
+        let fallbacks = match known.fresh(ROUTES_FRESH) {
+            Some(f) => f,
+            None => {
+                metrics::counter!("orrery_route_queries_total").increment(1);
+                // Without the loop (disabled or not started yet) everything stays local.
+                let routes = (self.routes)(ctx.client()).await.unwrap_or_default();
+                let f = fallbacks(&routes);
+                known.set(f.clone());
+                f
+            }
+        };
+        match fallbacks.get(model.as_str()) {
+            Some(backend) => {
                 metrics::counter!("orrery_fallback_requests_total", "model" => model.to_string())
                     .increment(1);
                 ModelId::new(backend)
             }
-            _ => model.clone(),
+            None => model.clone(),
         }
     }
+}
+
+/// How long routes this node heard stay good without a push.
+const ROUTES_FRESH: Duration = Duration::from_secs(15);
+
+/// The models whose asks the routes send to a fallback, and where.
+pub fn fallbacks(routes: &BTreeMap<String, Route>) -> Fallbacks {
+    routes
+        .iter()
+        .filter_map(|(m, r)| match r {
+            Route::Fallback { backend } => Some((m.clone(), backend.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[activities]
@@ -84,8 +117,17 @@ impl ClusterActivities {
     ) -> Result<Placement, ActivityError> {
         let model = self.routed(&ctx, &input.model).await;
         let snapshots = mesh::snapshots(Duration::from_millis(1500)).await;
-        if let Some(node) = placement::choose(&snapshots, &model, &input.excluded) {
-            return Ok(Placement { node, model });
+        if let Some(c) = placement::choose_for(&snapshots, &model, &input.excluded, &input.marks) {
+            if c.cached_chars > 0 {
+                metrics::counter!("orrery_placement_cache_affinity_total", "model" => model.to_string())
+                    .increment(1);
+            }
+            tracing::debug!(request.id = %input.request_id, node = %c.node, why = %c.why, "placed");
+            return Ok(Placement {
+                node: c.node,
+                model,
+                why: c.why,
+            });
         }
         // Nobody can serve the model: load it here if this node is configured for it (and is
         // not draining).
@@ -99,6 +141,7 @@ impl ClusterActivities {
             Ok(()) => Ok(Placement {
                 node: self.node.clone(),
                 model,
+                why: "no node held the model: loaded here".into(),
             }),
             Err(LoadError::NotConfigured(_)) => Err(non_retryable(
                 UNKNOWN_MODEL,

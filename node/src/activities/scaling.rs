@@ -5,6 +5,7 @@ use super::non_retryable;
 use crate::actors::NodeHandle;
 use crate::actors::mesh;
 use crate::actors::models::{LoadError, estimate_bytes};
+use crate::actors::resource_manager::Fallbacks;
 use crate::config::Config;
 use crate::policy::{ClusterView, ModelSpec, NodeView, ReplicaLoad};
 use crate::protocol::ModelId;
@@ -84,6 +85,18 @@ impl ScalingActivities {
         _input: (),
     ) -> Result<ClusterView, ActivityError> {
         Ok(cluster_view(&self.config).await)
+    }
+
+    /// Tells every node the loop's new routes (a local activity of the loop: no trip through
+    /// the server).
+    #[activity]
+    pub async fn publish_routes(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        routes: Fallbacks,
+    ) -> Result<(), ActivityError> {
+        mesh::push_routes(&routes);
+        Ok(())
     }
 }
 

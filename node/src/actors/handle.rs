@@ -7,7 +7,7 @@ use super::limits::{Leases, LimitsMsg};
 use super::membership::MembershipMsg;
 use super::model_holder::ModelHolderMsg;
 use super::models::{Holders, LoadError, ModelsMsg, ModelsStatus};
-use super::resource_manager::ResourceManagerMsg;
+use super::resource_manager::{KnownRoutes, ResourceManagerMsg};
 use crate::protocol::{ModelId, NodeSnapshot};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, MessagingErr};
@@ -54,6 +54,7 @@ pub struct NodeHandle {
     workers_up: Arc<AtomicBool>,
     /// The leases of asks admitted on this node (see `limits`).
     leases: Leases,
+    routes: KnownRoutes,
 }
 
 impl NodeHandle {
@@ -94,6 +95,11 @@ impl NodeHandle {
     /// The flag itself, for the ResourceManager's snapshots.
     pub fn workers_up_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.workers_up)
+    }
+
+    /// The scaling loop's routes as this node knows them.
+    pub fn routes(&self) -> &KnownRoutes {
+        &self.routes
     }
 
     /// The loaded models' holders.

@@ -6,7 +6,7 @@ pub use super::broadcaster::{broadcaster_of, publish, shown};
 pub use super::limits::{keeper_of, live_keepers};
 use super::membership::{MembershipMsg, PeerState};
 use super::resource_manager::ResourceManagerMsg;
-use crate::protocol::{NodeId, NodeRow, NodeSnapshot, groups};
+use crate::protocol::{ModelLoad, NodeId, NodeRow, NodeSnapshot, groups};
 use ractor::{ActorRef, pg};
 use std::time::Duration;
 
@@ -28,6 +28,14 @@ pub fn resource_managers() -> Vec<ActorRef<ResourceManagerMsg>> {
         .into_iter()
         .map(ActorRef::from)
         .collect()
+}
+
+/// Tells every node of the mesh the scaling loop's routes (fire and forget: a node that misses
+/// them reads them from the loop once what it has grows old).
+pub fn push_routes(routes: &super::resource_manager::Fallbacks) {
+    for rm in resource_managers() {
+        let _ = rm.cast(ResourceManagerMsg::SetRoutes(routes.clone()));
+    }
 }
 
 /// Snapshots of every node that answers within `timeout`.
@@ -64,7 +72,15 @@ pub async fn view(membership: Option<ActorRef<MembershipMsg>>) -> Vec<NodeRow> {
             cpu_percent: Some(s.cpu_percent),
             memory_available_bytes: Some(s.memory_available_bytes),
             memory_total_bytes: Some(s.memory_total_bytes),
-            models: s.models,
+            // The cache's marks are placement's business, not the view's.
+            models: s
+                .models
+                .into_iter()
+                .map(|m| ModelLoad {
+                    cached_marks: Vec::new(),
+                    ..m
+                })
+                .collect(),
         })
         .collect();
     for p in peers {

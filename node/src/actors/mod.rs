@@ -9,6 +9,7 @@ pub mod mesh;
 pub mod mesh_tls;
 pub mod model_holder;
 pub mod models;
+pub mod queues;
 pub mod resource_manager;
 pub mod restarts;
 pub mod supervisor;

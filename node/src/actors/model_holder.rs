@@ -4,7 +4,7 @@
 //! told their position and an estimated wait whenever the queue moves.
 
 use super::broadcaster;
-use crate::config::{ModelConfig, ModelSource};
+use crate::config::{DEFAULT_MAX_SEQUENCES, ModelConfig, ModelSource};
 use crate::engine::{
     Engine, EngineError, EngineInfo, GenEvent, GenerateRequest, LocalConfig, LocalEngine,
     RemoteConfig, RemoteEngine, SyntheticConfig, SyntheticEngine,
@@ -20,8 +20,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-/// The events of a started generation; `None` when the ask was cancelled while it waited.
-pub type Started = Option<UnboundedReceiver<GenEvent>>;
+/// How an ask's wait for a slot ended.
+#[derive(Debug)]
+pub enum Started {
+    /// It runs: the generation's events.
+    Run(UnboundedReceiver<GenEvent>),
+    /// It was cancelled while it waited.
+    Cancelled,
+    /// It goes back to placement (a sequence is free on another node, this node drains, or the
+    /// model is unloaded here).
+    Moved(&'static str),
+}
 
 #[derive(RactorMessage)]
 pub enum ModelHolderMsg {
@@ -39,6 +48,9 @@ pub enum ModelHolderMsg {
     Finished(RequestId),
     /// Starts waiting asks while slots are free (also sent to itself on a timer).
     Dispatch,
+    /// Sends up to this many waiting asks, first in line first, back to placement: they can
+    /// start sooner elsewhere.
+    Release(usize, &'static str),
     Stats(RpcReplyPort<ModelStats>),
     /// The engine itself, for work that needs no slot (counting a prompt's tokens).
     Engine(RpcReplyPort<Arc<dyn Engine>>),
@@ -102,6 +114,8 @@ pub struct ModelStats {
     pub idle_since_ms: Option<u64>,
     /// How long a new ask would wait for a slot here.
     pub est_wait_ms: u64,
+    /// The conversations the engine's prefix cache holds.
+    pub cached_marks: Vec<u64>,
 }
 
 fn unix_ms() -> u64 {
@@ -135,12 +149,12 @@ impl ModelHolderState {
             && let Some(w) = self.waiting.pop()
         {
             if w.request.cancel.is_cancelled() {
-                let _ = w.reply.send(None);
+                let _ = w.reply.send(Started::Cancelled);
                 continue;
             }
             self.running
                 .insert(w.request_id, (w.request.cancel.clone(), Instant::now()));
-            let _ = w.reply.send(Some(self.engine.generate(w.request)));
+            let _ = w.reply.send(Started::Run(self.engine.generate(w.request)));
         }
         self.tell_positions();
     }
@@ -178,7 +192,8 @@ pub fn open_engine(
             path,
             config.id.as_str(),
             LocalConfig {
-                max_sequences: config.max_sequences,
+                // 0: measured at load.
+                max_sequences: config.max_sequences.unwrap_or(0),
                 precision: config.precision,
                 context: config.context.unwrap_or(0),
                 ..LocalConfig::default()
@@ -190,7 +205,7 @@ pub fn open_engine(
             config.id.as_str(),
             SyntheticConfig {
                 tokens_per_second: *tokens_per_second,
-                max_sequences: config.max_sequences,
+                max_sequences: config.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
                 ..SyntheticConfig::default()
             },
         )?)),
@@ -213,7 +228,7 @@ pub fn open_engine(
                     .unwrap_or_else(|| config.id.to_string()),
                 // The key is read when the backend is opened, so it never sits in the config.
                 api_key: api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
-                max_sequences: config.max_sequences,
+                max_sequences: config.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: Duration::from_secs(60),
                 attempts: 3,
@@ -319,8 +334,9 @@ impl Actor for ModelHolder {
         for (token, _) in state.running.values() {
             token.cancel();
         }
+        // Waiting asks are not lost with the model: they go back to placement.
         for w in state.waiting.items.drain(..) {
-            let _ = w.reply.send(None);
+            let _ = w.reply.send(Started::Moved("the model was unloaded here"));
         }
         metrics::gauge!("orrery_models_loaded").decrement(1.0);
         tracing::info!(model.id = %state.model, "model unloaded");
@@ -359,7 +375,7 @@ impl Actor for ModelHolder {
                 } else if let Some(w) = state.waiting.remove(&id) {
                     tracing::info!(request.id = %id, model.id = %state.model, "waiting ask cancelled");
                     w.request.cancel.cancel();
-                    let _ = w.reply.send(None);
+                    let _ = w.reply.send(Started::Cancelled);
                     state.tell_positions();
                 }
             }
@@ -371,6 +387,16 @@ impl Actor for ModelHolder {
                 state.dispatch();
             }
             ModelHolderMsg::Dispatch => state.dispatch(),
+            ModelHolderMsg::Release(n, why) => {
+                let n = n.min(state.waiting.items.len());
+                for w in state.waiting.items.drain(..n) {
+                    tracing::info!(request.id = %w.request_id, model.id = %state.model, why, "waiting ask moved");
+                    metrics::counter!("orrery_queue_moves_total", "model" => state.model.to_string())
+                        .increment(1);
+                    let _ = w.reply.send(Started::Moved(why));
+                }
+                state.tell_positions();
+            }
             ModelHolderMsg::Engine(reply) => {
                 let _ = reply.send(Arc::clone(&state.engine));
             }
@@ -395,6 +421,7 @@ impl Actor for ModelHolder {
                     info: state.engine.info(),
                     active: state.running.len(),
                     queued: state.waiting.items.len(),
+                    cached_marks: state.engine.cached_marks(),
                 });
             }
         }

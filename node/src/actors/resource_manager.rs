@@ -6,9 +6,34 @@ use super::models::Holders;
 use crate::protocol::{ModelLoad, NodeId, NodeSnapshot, RequestId, groups};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Model → the backend its asks go to instead (the scaling loop's fallback routes).
+pub type Fallbacks = BTreeMap<String, String>;
+
+/// The scaling loop's routes as this node last heard them (pushed by the loop when they change,
+/// or read from it by a plan when what is here has grown old), so that a plan need not query the
+/// loop through Temporal on every ask.
+#[derive(Clone, Default)]
+pub struct KnownRoutes(Arc<RwLock<Option<(Instant, Fallbacks)>>>);
+
+impl KnownRoutes {
+    /// The routes, if heard within `fresh`.
+    pub fn fresh(&self, fresh: Duration) -> Option<Fallbacks> {
+        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        known
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < fresh)
+            .map(|(_, r)| r.clone())
+    }
+
+    pub fn set(&self, routes: Fallbacks) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), routes));
+    }
+}
 
 /// Messages that may come from any node of the mesh.
 #[derive(RactorClusterMessage)]
@@ -20,6 +45,8 @@ pub enum ResourceManagerMsg {
     /// cancel; Temporal's cancellation is the durable one).
     CancelAsk(RequestId),
     Sample,
+    /// The scaling loop's routes changed (sent to every node).
+    SetRoutes(Fallbacks),
 }
 
 pub struct ResourceManager;
@@ -32,6 +59,7 @@ pub struct ResourceManagerArgs {
     pub holders: Holders,
     /// Whether the node's Temporal workers poll: without them it reports itself draining.
     pub workers_up: Arc<AtomicBool>,
+    pub routes: KnownRoutes,
 }
 
 pub struct ResourceManagerState {
@@ -41,6 +69,7 @@ pub struct ResourceManagerState {
     holders: Holders,
     workers_up: Arc<AtomicBool>,
     draining: bool,
+    routes: KnownRoutes,
 }
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -69,6 +98,7 @@ impl Actor for ResourceManager {
             holders: args.holders,
             workers_up: args.workers_up,
             draining: false,
+            routes: args.routes,
         })
     }
 
@@ -90,6 +120,10 @@ impl Actor for ResourceManager {
                 for (_, h) in state.holders.all() {
                     let _ = h.cast(ModelHolderMsg::Cancel(id.clone()));
                 }
+            }
+            ResourceManagerMsg::SetRoutes(routes) => {
+                tracing::debug!(?routes, "routes pushed by the scaling loop");
+                state.routes.set(routes);
             }
             ResourceManagerMsg::SetDraining(d) => {
                 if d != state.draining {
@@ -114,6 +148,7 @@ impl Actor for ResourceManager {
                             memory_bytes: s.info.memory_bytes,
                             idle_since_ms: s.idle_since_ms,
                             est_wait_ms: s.est_wait_ms,
+                            cached_marks: s.cached_marks,
                         });
                     }
                 }

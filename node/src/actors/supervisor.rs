@@ -58,6 +58,7 @@ async fn spawn_child(
                 memory_budget: config.memory_budget_bytes,
                 holders: args.handle.holders().clone(),
                 workers_up: args.handle.workers_up_flag(),
+                routes: args.handle.routes().clone(),
             };
             let (rm, _) = Actor::spawn_linked(n, ResourceManager, rm_args, sup).await?;
             slots.resource_manager.set(Some(rm.clone()));

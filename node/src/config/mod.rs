@@ -72,14 +72,20 @@ pub enum ModelSource {
     },
 }
 
+/// Sequences at once for a model that does not measure its own (synthetic, remote).
+pub const DEFAULT_MAX_SEQUENCES: usize = 4;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     pub id: ModelId,
     pub source: ModelSource,
     /// Load when the node starts.
     pub load: bool,
-    /// Sequences generated at once by one holder; more wait in its queue.
-    pub max_sequences: usize,
+    /// Sequences generated at once by one holder; more wait in its queue. `None`: a GGUF model
+    /// measures its batch efficiency at load and takes what pays, within memory (see
+    /// `engine::local::auto_sequences`); synthetic and remote models take
+    /// [`DEFAULT_MAX_SEQUENCES`].
+    pub max_sequences: Option<usize>,
     /// How a GGUF's weights are held: as stored (quantized) or dequantized to f32.
     pub precision: Precision,
     /// Longest sequence in tokens (capped by the model's own context length); `None`: the

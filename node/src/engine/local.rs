@@ -8,6 +8,7 @@ use std::sync::Arc;
 use orrery_cpu::gguf::Gguf;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::batch_size;
 use super::scheduler::{SchedulerConfig, SchedulerHandle};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
@@ -25,7 +26,8 @@ pub const THREADS_ENV: &str = "ORRERY_ENGINE_THREADS";
 /// Tunables of a [`LocalEngine`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalConfig {
-    /// Answers decoded concurrently (each holds its own KV cache); further requests queue.
+    /// Answers decoded concurrently (each holds its own KV cache); further requests queue. 0:
+    /// measured at load (`batch_size`).
     pub max_sequences: usize,
     /// Prompt tokens per forward pass: long prompts are fed in chunks so the other answers keep
     /// streaming and a cancel is seen between chunks.
@@ -127,8 +129,18 @@ impl LocalEngine {
         }
         let context_len = wanted.min(loaded.model.config.context_len);
 
-        let max_sequences = config.max_sequences.max(1);
         let kv_bytes_per_seq = loaded.model.config.kv_bytes_per_token() * context_len as u64;
+        let model = Arc::new(loaded.model);
+        let max_sequences = match config.max_sequences {
+            0 => {
+                let (n, measured) =
+                    batch_size::auto_sequences(&model, sequences_memory_allows(kv_bytes_per_seq));
+                tracing::info!(model.id = %model_id, max_sequences = n, ?measured,
+                    "max_sequences measured at load (decode step time per batch size)");
+                n
+            }
+            n => n,
+        };
         // The prefix cache keeps up to one full context's worth of finished answers' states.
         let prefix_cache_bytes = if config.prefix_cache {
             kv_bytes_per_seq
@@ -146,7 +158,6 @@ impl LocalEngine {
         };
         let tokenizer = Arc::new(tokenizer);
         let template = Arc::new(template);
-        let model = Arc::new(loaded.model);
         let scheduler = SchedulerHandle::spawn(
             &model_id,
             Arc::clone(&model),
@@ -189,6 +200,14 @@ impl LocalEngine {
     ) -> Result<String, EngineError> {
         self.template.prompt(messages, resume_text)
     }
+}
+
+/// Sequences whose full-context KV caches fit in half the memory available now (the weights are
+/// already read): the bound on a measured `max_sequences`.
+fn sequences_memory_allows(kv_bytes_per_seq: u64) -> usize {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    (sys.available_memory() / 2 / kv_bytes_per_seq.max(1)).max(1) as usize
 }
 
 impl Engine for LocalEngine {
@@ -246,6 +265,10 @@ impl Engine for LocalEngine {
 
     fn queued(&self) -> usize {
         self.scheduler.queued()
+    }
+
+    fn cached_marks(&self) -> Vec<u64> {
+        self.scheduler.cached_marks()
     }
 }
 

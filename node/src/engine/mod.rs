@@ -8,6 +8,7 @@
 //! `Failed`). Errors are [`EngineError`]s; [`EngineError::is_bad_request`] is the one list of
 //! those that no other node could do better on.
 
+mod batch_size;
 mod constraint;
 mod jobs;
 mod local;
@@ -234,6 +235,11 @@ pub trait Engine: Send + Sync + 'static {
     fn active_sequences(&self) -> usize;
     /// Requests waiting for a sequence slot.
     fn queued(&self) -> usize;
+    /// The conversation marks ([`crate::protocol::PrefixMark`] hashes) of what this engine's
+    /// prefix cache holds: where a follow-up turn would prefill less.
+    fn cached_marks(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -235,6 +235,30 @@ async fn speed_report() {
 }
 
 #[test]
+fn an_unconfigured_max_sequences_is_measured_at_load_and_counted_in_memory() {
+    let one = load(LocalConfig {
+        max_sequences: 1,
+        ..LocalConfig::default()
+    })
+    .info();
+    let auto = load(LocalConfig {
+        max_sequences: 0,
+        ..LocalConfig::default()
+    })
+    .info();
+    let n = auto.max_sequences;
+    eprintln!("measured max_sequences: {n}");
+    assert!((1..=super::batch_size::MAX_AUTO).contains(&n), "{n}");
+    // Each sequence is counted with a full context's KV cache: 30 layers x 3 KV heads x 64 x
+    // (K and V) x 4 bytes per token, 4096 tokens.
+    let kv_per_seq = 30 * 3 * 64 * 2 * 4 * 4096;
+    assert_eq!(
+        auto.memory_bytes,
+        one.memory_bytes + (n as u64 - 1) * kv_per_seq
+    );
+}
+
+#[test]
 fn facts_about_the_loaded_model() {
     let engine = shared();
     let info = engine.info();

@@ -14,8 +14,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::FinishReason;
 use super::constraint::{Constraint, LazyVocab};
 use super::jobs::{self, Job, JobQueue, JobSender, Refused, Waiting};
-use super::prefix_cache::PrefixCache;
-use super::sequence::{Admitted, Sequence, StepLimits, StepModel};
+use super::prefix_cache::{PrefixCache, PublishedMarks};
+use super::sequence::{Admitted, Finished, Sequence, StepLimits, StepModel};
 use super::stats::GenMetrics;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -39,6 +39,7 @@ pub struct SchedulerConfig {
 /// fails what it still holds with [`EngineError::Shutdown`] and exits after its current step.
 pub struct SchedulerHandle {
     jobs: JobSender,
+    marks: PublishedMarks,
     // Not joined on drop: joining could block an async caller for a whole forward pass, and the
     // thread ends on its own once the channel closes.
     _thread: JoinHandle<()>,
@@ -55,6 +56,7 @@ impl SchedulerHandle {
         stats: GenMetrics,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = jobs::channel();
+        let marks = PublishedMarks::default();
         let worker = Worker {
             base,
             tokenizer,
@@ -68,13 +70,14 @@ impl SchedulerHandle {
             vocab: LazyVocab::default(),
             active: Vec::new(),
             queue,
-            cache: PrefixCache::new(config.prefix_cache_bytes),
+            cache: PrefixCache::new(config.prefix_cache_bytes, marks.clone()),
         };
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
             .spawn(move || worker.run())?;
         Ok(SchedulerHandle {
             jobs,
+            marks,
             _thread: thread,
         })
     }
@@ -90,6 +93,11 @@ impl SchedulerHandle {
 
     pub fn queued(&self) -> usize {
         self.jobs.queued()
+    }
+
+    /// The conversation marks the prefix cache holds now.
+    pub fn cached_marks(&self) -> Vec<u64> {
+        self.marks.get()
     }
 }
 
@@ -219,10 +227,21 @@ impl<M: StepModel> Worker<M> {
             .collect()
     }
 
-    /// Offers a finished answer's state to the prefix cache.
-    fn keep(&mut self, (tokens, state): (Vec<u32>, M::State)) {
-        let bytes = self.base.state_bytes(&state);
-        self.cache.insert(tokens, state, bytes, &self.stats);
+    /// Offers a finished answer's state to the prefix cache, with the conversation marks it
+    /// serves: the prompt's, and (for an answer that ended on its own) the prompt's followed by
+    /// the answer, where the next turn starts.
+    fn keep(&mut self, done: Finished<M::State>) {
+        let bytes = self.base.state_bytes(&done.state);
+        let mut marks: Vec<u64> = done.marks.iter().map(|m| m.hash).collect();
+        if let Some(last) = done.marks.last()
+            && done.reason != FinishReason::Cancelled
+        {
+            let answer = done.tokens.get(done.prompt_len..).unwrap_or_default();
+            let text = format!("{}{}", done.resume_text, self.tokenizer.decode(answer));
+            marks.push(crate::protocol::answer_mark(last, &text).hash);
+        }
+        self.cache
+            .insert(done.tokens, marks, done.state, bytes, &self.stats);
     }
 
     fn remove(&mut self, i: usize) -> Sequence<M::State> {
@@ -271,6 +290,7 @@ impl Prompter<'_> {
                 .map(|t| t.len() as u32)
                 .unwrap_or(0)
         };
+        let marks = crate::protocol::conversation_marks(&job.req.messages, &job.req.params);
         let mut params = job.req.params;
         params.max_tokens = params.max_tokens.saturating_sub(resumed);
         match result {
@@ -281,6 +301,8 @@ impl Prompter<'_> {
                 cancel: job.req.cancel,
                 tx: job.tx,
                 received: job.received,
+                marks,
+                resume_text: job.req.resume_text,
             }),
             Err(e) => Err(Refused(job.tx, e)),
         }

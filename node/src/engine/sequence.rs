@@ -12,6 +12,8 @@ use super::constraint::Constraint;
 use super::sampling::{Pushed, Sampler, TextStream};
 use super::stats::GenMetrics;
 use super::tokenizer::GgufTokenizer;
+use crate::protocol::PrefixMark;
+
 use super::{
     EngineError, FinishReason, GenEvent, GenSummary, SamplingParams, TokenLogprob, TopLogprob,
 };
@@ -117,6 +119,21 @@ pub struct Admitted {
     pub tx: UnboundedSender<GenEvent>,
     /// When `generate` was called.
     pub received: Instant,
+    /// The conversation's marks (cache-aware placement), and the answer's resumed start: what a
+    /// finished answer publishes from the prefix cache.
+    pub marks: Vec<PrefixMark>,
+    pub resume_text: String,
+}
+
+/// A finished sequence's state for the prefix cache: it holds `tokens`, of which the first
+/// `prompt_len` are the prompt.
+pub struct Finished<S> {
+    pub tokens: Vec<u32>,
+    pub state: S,
+    pub prompt_len: usize,
+    pub marks: Vec<PrefixMark>,
+    pub resume_text: String,
+    pub reason: FinishReason,
 }
 
 impl Admitted {
@@ -311,7 +328,7 @@ impl<S> Sequence<S> {
 
     /// Sends the remaining text and the summary; returns the state with the tokens it holds, for
     /// the prefix cache.
-    pub fn finish(mut self, reason: FinishReason, stats: &GenMetrics) -> (Vec<u32>, S) {
+    pub fn finish(mut self, reason: FinishReason, stats: &GenMetrics) -> Finished<S> {
         let tail = self.stream.finish();
         self.emit(tail);
         let now = Instant::now();
@@ -333,7 +350,14 @@ impl<S> Sequence<S> {
         };
         let _ = self.req.tx.send(GenEvent::Done(summary));
         self.history.truncate(self.pos);
-        (self.history, self.state)
+        Finished {
+            tokens: self.history,
+            state: self.state,
+            prompt_len: self.req.prompt.len(),
+            marks: self.req.marks,
+            resume_text: self.req.resume_text,
+            reason,
+        }
     }
 
     /// Reports an error as the last event.

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod ids;
 pub mod live;
 pub mod names;
+pub mod prefix;
 pub mod snapshot;
 pub mod tools;
 
@@ -21,5 +22,6 @@ pub use names::{
     USER_SEARCH_ATTRIBUTE, node_task_queue,
 };
 pub use names::{actor_names, groups};
+pub use prefix::{PrefixMark, answer_mark, conversation_marks};
 pub use snapshot::{ModelLoad, NodeRow, NodeSnapshot};
 pub use tools::{ToolCall, ToolChoice, ToolDef, ToolSpec};

@@ -18,6 +18,10 @@ pub struct ModelLoad {
     pub idle_since_ms: Option<u64>,
     #[serde(default)]
     pub est_wait_ms: u64,
+    /// The conversations this model's prefix cache holds here ([`super::PrefixMark`] hashes):
+    /// what cache-aware placement looks for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cached_marks: Vec<u64>,
 }
 
 /// What a node reports of itself.

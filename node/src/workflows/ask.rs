@@ -122,6 +122,7 @@ async fn plan(
         model: input.model.clone(),
         origin: input.origin.clone(),
         excluded: excluded.to_vec(),
+        marks: crate::protocol::conversation_marks(&input.messages, &input.params),
     };
     let plan_retry = RetryPolicy::builder()
         .maximum_attempts(20)

@@ -6,6 +6,7 @@
 //! whole state over.
 
 use crate::activities::RoutesQuery;
+use crate::activities::fallbacks;
 use crate::activities::{NodeScalingActivities, ScalingActivities};
 use crate::policy::{
     ClusterView, Decision, Directive, ModelName, NodeName, Overrides, Policy, PolicyState, Route,
@@ -18,8 +19,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ActivityOptions, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 /// The one scaling workflow of a cluster: every node tries to start it; one runs.
@@ -29,6 +30,18 @@ pub use crate::protocol::RESOURCE_WORKFLOW_ID;
 const LOG_LIMIT: usize = 300;
 /// Ticks per run before continuing as new.
 const TICKS_PER_RUN: u64 = 200;
+
+/// Patch marker: this history pushes changed routes to the nodes.
+const PUSH_ROUTES: &str = "push-routes";
+
+/// Where each model's asks go under `state`.
+fn routes_of(state: &PolicyState) -> BTreeMap<ModelName, Route> {
+    state
+        .models
+        .iter()
+        .map(|(m, st)| (m.clone(), st.route.clone()))
+        .collect()
+}
 
 /// Everything the loop carries from tick to tick and across continue-as-new.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +124,35 @@ async fn tick(
     view.now_ms = now;
     let (decisions, next) =
         ctx.state(|w| decide(&view, &w.s.policy, &w.s.overrides, &w.s.policy_state));
+    let (before, after) = ctx.state(|w| {
+        (
+            fallbacks(&routes_of(&w.s.policy_state)),
+            fallbacks(&routes_of(&next)),
+        )
+    });
+    // The nodes hear of a change at once, so plans need not ask the loop.
+    if before != after && ctx.patched(PUSH_ROUTES) {
+        let pushed = ctx
+            .execute_local_activity(
+                ScalingActivities::publish_routes,
+                after,
+                LocalActivityOptions::builder()
+                    .start_to_close_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .await;
+        if let Err(e) = pushed {
+            // Nodes read the routes from the loop once theirs grow old.
+            ctx.state_mut(|w| {
+                w.note(Decision {
+                    at_ms: now,
+                    model: None,
+                    directive: None,
+                    reason: format!("could not push the new routes to the nodes: {e}"),
+                })
+            });
+        }
+    }
     ctx.state_mut(|w| {
         w.s.policy_state = next;
         w.s.last_view = Some(view);
@@ -269,15 +311,11 @@ impl ResourceManagementWorkflow {
         self.s.log.iter().cloned().collect()
     }
 
-    /// Where each model's asks go now (placement reads this on every plan).
+    /// Where each model's asks go now (a plan reads this when the routes its node heard have
+    /// grown old).
     #[query]
     pub fn routes(&self, _ctx: &WorkflowContextView) -> BTreeMap<ModelName, Route> {
-        self.s
-            .policy_state
-            .models
-            .iter()
-            .map(|(m, st)| (m.clone(), st.route.clone()))
-            .collect()
+        routes_of(&self.s.policy_state)
     }
 
     #[query]
@@ -285,13 +323,7 @@ impl ResourceManagementWorkflow {
         ScalingStatus {
             policy: self.s.policy.clone(),
             overrides: self.s.overrides.clone(),
-            routes: self
-                .s
-                .policy_state
-                .models
-                .iter()
-                .map(|(m, st)| (m.clone(), st.route.clone()))
-                .collect(),
+            routes: routes_of(&self.s.policy_state),
             last_view: self.s.last_view.clone(),
             ticks: self.s.ticks,
         }

@@ -15,6 +15,7 @@ mod metrics;
 mod ollama;
 mod openai;
 mod outage;
+mod placing;
 mod postgres;
 mod python_clients;
 mod pytools;

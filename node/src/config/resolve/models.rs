@@ -35,8 +35,10 @@ fn model(m: RawModel, errors: &mut Vec<String>) -> Option<ModelConfig> {
             m.id
         ));
     }
-    let max_sequences = m.max_sequences.unwrap_or(4);
-    if !(1..=64).contains(&max_sequences) {
+    let max_sequences = m.max_sequences;
+    if let Some(max_sequences) = max_sequences
+        && !(1..=64).contains(&max_sequences)
+    {
         errors.push(format!(
             "model `{}`: max_sequences {max_sequences} out of range 1..=64",
             m.id

@@ -88,6 +88,8 @@ pub struct FrameLimits {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens the node's prefix cache already held.
+    pub cached_tokens: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -260,6 +262,7 @@ impl ServerFrame {
                 usage: Usage {
                     prompt_tokens: o.prompt_tokens,
                     completion_tokens: o.completion_tokens,
+                    cached_tokens: o.cached_tokens,
                 },
                 text: o.text,
                 node: o.node,
