@@ -48,14 +48,19 @@ function badge(state) {
   return b;
 }
 
-function temporalLink(url, id) {
+// A workflow id as shown: its 32-digit unique part cut to 8 (the whole id is in the title).
+export function shortId(id) {
+  return String(id).replace(/\b([0-9a-f]{8})[0-9a-f]{24}\b/, '$1…');
+}
+
+function temporalLink(url, id, text = shortId(id)) {
   const href = safeHttpUrl(url);
-  if (!href) return el('span', 'wf-id', id);
-  const a = el('a', 'wf-temporal wf-id', id);
+  const a = el(href ? 'a' : 'span', href ? 'wf-temporal wf-id' : 'wf-id', text);
+  a.title = href ? `${id} in the Temporal UI` : id;
+  if (!href) return a;
   a.href = href;
   a.target = '_blank';
   a.rel = 'noopener noreferrer';
-  a.title = 'open in the Temporal UI';
   return a;
 }
 
@@ -114,7 +119,7 @@ function stepItem(s, child, f, now) {
   row.append(badge(s.status));
   // An LLM step links to its child workflow; activities and in-workflow steps are in the
   // parent's history, and link to it.
-  const name = temporalLink(child?.workflow_url ?? f.url, s.name);
+  const name = temporalLink(child?.workflow_url ?? f.url, child?.workflow_id ?? f.id, s.name);
   name.classList.remove('wf-id');
   name.classList.add('wf-name');
   row.append(name);

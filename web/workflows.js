@@ -23,7 +23,7 @@
 //                              data-blob is then the downloaded file's object URL
 //   #wf-cancel                 cancels the shown workflow while it runs
 
-import { FINAL, el, renderResult, renderTree } from './wf-view.js';
+import { FINAL, el, renderResult, renderTree, shortId } from './wf-view.js';
 
 const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 1000;
@@ -376,7 +376,7 @@ export function createWorkflows(ctx) {
       const dot = el('span', 'wf-dot');
       dot.dataset.state = f.status;
       top.append(dot, el('span', 'wf-item-kind', f.kind ?? '?'), el('span', 'wf-item-status muted', f.status));
-      const title = el('span', 'wf-item-title', f.title ?? f.id);
+      const title = el('span', 'wf-item-title', f.title ?? shortId(f.id));
       title.title = f.id;
       b.append(top, title);
       b.addEventListener('click', () => select(f.id));

@@ -79,10 +79,18 @@ impl Page {
         }
     }
 
-    /// Saves a PNG of the page as `target/NAME` for people to look at.
+    /// Saves a PNG of the whole page (beyond the window too) as `target/NAME` for people to look
+    /// at.
     pub async fn screenshot(&mut self, name: &str) {
+        let m = self.call("Page.getLayoutMetrics", json!({})).await;
+        let size = &m["cssContentSize"];
+        let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"],
+                          "scale": 1});
         let shot = self
-            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
+            )
             .await;
         if let Some(data) = shot["data"].as_str() {
             use base64::Engine;
