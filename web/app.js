@@ -23,10 +23,14 @@
 //     .wf-link       <a> to the Temporal workflow (target=_blank); hidden while workflow_url is null
 //     .meta          node, model, finish reason, token usage and timings, shown on `done`
 //   #toasts .toast   one notice per `error` frame; .toast-close dismisses it; data-code = error code
-//   #nodes li.node   cluster panel entries, data-node = node name; the local one has .self
+//   #nodes li.node   cluster panel entries, data-node = node name; the local one has .self;
+//                    .node-name shows the name whole (its title too), wrapping the tag below it
+//   the Workflows tab (#tab-workflows, #workflows): see workflows.js
 //   #clear           removes finished cards
 //
 // All server and user text goes in through textContent; nothing from the wire reaches innerHTML.
+
+import { createWorkflows } from './workflows.js';
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -170,6 +174,7 @@ function dropSocket(ws) {
   state.open = false;
   stopPings();
   orphanInFlight();
+  workflows.onSocketClosed();
   scheduleReconnect();
   if (ws.readyState <= WebSocket.OPEN) ws.close();
 }
@@ -241,6 +246,8 @@ function orphanInFlight() {
 // Frames from the server
 
 function handleFrame(msg) {
+  // Frames of what the Workflows tab started are its own (an error frame is also a notice).
+  if (workflows.handleFrame(msg)) return;
   switch (msg.type) {
     case 'hello': return onHello(msg);
     case 'models': return setModels(msg.models, msg.default_model);
@@ -725,6 +732,7 @@ function renderNodes() {
     const label = document.createElement('span');
     label.className = 'node-name';
     label.textContent = name;
+    label.title = name;
     li.append(dot, label);
     const tag = document.createElement('span');
     const st = info.state ?? 'up';
@@ -865,5 +873,13 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && !state.open && !state.ws) retryNow();
 });
 if (window.matchMedia('(max-width: 800px)').matches) els.cluster.open = false;
+
+const workflows = createWorkflows({
+  send,
+  isOpen: () => state.open,
+  apiKey,
+  model: () => els.model.value,
+  maxTokens: () => state.limits.max_tokens,
+});
 
 connect();

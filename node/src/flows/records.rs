@@ -3,7 +3,8 @@
 
 use super::{FlowError, FlowService, MEMO_KIND};
 use crate::asks::records::{MAX_HISTORY, MEMO_MODEL, MEMO_USER, rfc3339, status_name};
-use crate::protocol::{FlowKind, FlowProgress, StepState, USER_SEARCH_ATTRIBUTE};
+use crate::protocol::{FlowKind, FlowProgress, StepState, StepStatus, USER_SEARCH_ATTRIBUTE};
+use crate::workflows::ask::{AskStage, AskWorkflow};
 use crate::workflows::codegen::CodeGenWorkflow;
 use crate::workflows::multi_agent::MultiAgentWorkflow;
 use crate::workflows::report::ReportWorkflow;
@@ -38,6 +39,9 @@ pub struct ChildRef {
     pub step: String,
     pub workflow_id: String,
     pub status: String,
+    /// The model it asked (then the one that answered) and the node generating or that answered.
+    pub model: Option<String>,
+    pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_url: Option<String>,
 }
@@ -168,11 +172,35 @@ impl FlowService {
             .flatten()
     }
 
+    /// The node generating a running child ask's answer, from its `stage` query (None while it
+    /// plans or queues, or when no worker answers in time).
+    async fn generating_on(&self, child: &str) -> Option<String> {
+        let handle = self
+            .asks
+            .client
+            .get_workflow_handle::<AskWorkflow>(child.to_string());
+        let query = handle.query(AskWorkflow::stage, (), WorkflowQueryOptions::default());
+        match tokio::time::timeout(Duration::from_secs(5), query).await {
+            Ok(Ok(AskStage::Generating { node, .. })) => Some(node.to_string()),
+            _ => None,
+        }
+    }
+
     /// The live picture of a described workflow.
     pub async fn status(&self, d: &Described) -> FlowStatus {
-        let progress = self.progress(d).await.unwrap_or_default();
+        let mut progress = self.progress(d).await.unwrap_or_default();
         let status = status_name(d.status());
         let running = d.status() == WorkflowExecutionStatus::Running;
+        // A running LLM step learns its node from its child ask (the parent records it once the
+        // answer is in).
+        for step in progress.steps.iter_mut() {
+            if step.status == StepStatus::Running
+                && step.node.is_none()
+                && let Some(child) = &step.child
+            {
+                step.node = self.generating_on(child).await;
+            }
+        }
         let children = progress
             .steps
             .iter()
@@ -184,6 +212,8 @@ impl FlowService {
                         .ok()
                         .and_then(|v| v.as_str().map(String::from))
                         .unwrap_or_default(),
+                    model: s.model.clone(),
+                    node: s.node.clone(),
                     workflow_url: self.workflow_url(s.child.as_deref()?),
                 })
             })

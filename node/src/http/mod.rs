@@ -66,6 +66,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(web::index))
         .route("/app.js", get(web::app_js))
+        .route("/workflows.js", get(web::workflows_js))
+        .route("/wf-view.js", get(web::wf_view_js))
         .route("/style.css", get(web::style_css))
         .route("/ws", get(ws::upgrade))
         .route("/health", get(health))

@@ -14,6 +14,20 @@ pub async fn app_js() -> impl IntoResponse {
     )
 }
 
+pub async fn workflows_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/workflows.js"),
+    )
+}
+
+pub async fn wf_view_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../web/wf-view.js"),
+    )
+}
+
 pub async fn style_css() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],

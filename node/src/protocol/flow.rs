@@ -112,6 +112,12 @@ pub struct StepState {
     /// Why it failed, or what it produced in a word (a model, a node, a path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The model an LLM step asked (then the one that answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The node that ran the step (an LLM step's: the one that generated its answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Where a workflow stands: its steps in order.
@@ -159,6 +165,17 @@ impl FlowProgress {
         s.ended_ms = Some(now_ms);
         if s.started_ms.is_none() {
             s.started_ms = Some(now_ms);
+        }
+    }
+
+    /// Records where a step ran: its model and node, each when known (None keeps what was there).
+    pub fn place(&mut self, name: &str, model: Option<String>, node: Option<String>) {
+        let s = self.step_mut(name);
+        if model.is_some() {
+            s.model = model;
+        }
+        if node.is_some() {
+            s.node = node;
         }
     }
 
@@ -240,5 +257,9 @@ mod tests {
         assert_eq!(p.eta_ms(), Some(4_000 * 3));
         assert_eq!(p.current().map(|s| s.name.as_str()), Some("render"));
         assert_eq!(p.children(), vec![("content", "report-1.content")]);
+        p.place("content", Some("m".into()), None);
+        p.place("content", None, Some("n1".into()));
+        assert_eq!(p.steps[0].model.as_deref(), Some("m"));
+        assert_eq!(p.steps[0].node.as_deref(), Some("n1"));
     }
 }

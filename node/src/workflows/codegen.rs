@@ -5,7 +5,8 @@
 
 use super::report::{StepNote, notify};
 use super::steps::{
-    HasProgress, LlmCall, LlmDefaults, LlmPolicy, StepFailure, llm_step, step_end, step_start,
+    HasProgress, LlmCall, LlmDefaults, LlmPolicy, StepFailure, llm_step, step_end, step_place,
+    step_start,
 };
 use crate::activities::{AllocateInput, Allocated, FlowActivities, NotifyInput, SaveCodeInput};
 use crate::protocol::{FlowProgress, ModelId, NodeId, StepStatus};
@@ -290,6 +291,8 @@ impl CodeGenWorkflow {
         // before failing): release runs in every case.
         let result = match allocated {
             Ok(a) => {
+                let node = a.node.as_ref().map(ToString::to_string);
+                step_place(ctx, "allocate", Some(a.model.to_string()), node);
                 let detail = match (&a.node, a.fallback) {
                     (Some(n), true) => format!("{} (fallback) on {n}", a.model),
                     (Some(n), false) => format!("{} on {n}", a.model),

@@ -4,7 +4,8 @@
 //! and the webhook: lenient). Its id is the report id.
 
 use super::steps::{
-    HasProgress, LlmCall, LlmDefaults, LlmPolicy, llm_step, now_ms, step_end, step_start,
+    HasProgress, LlmCall, LlmDefaults, LlmPolicy, llm_step, now_ms, step_end, step_place,
+    step_start,
 };
 use crate::activities::{FlowActivities, NotifyInput, NotifyOutput, RenderInput, RenderOutput};
 use crate::protocol::{FlowProgress, ModelId, NodeId, StepStatus, node_task_queue};
@@ -85,6 +86,7 @@ pub(super) async fn notify<W: HasProgress>(
     input: NotifyInput,
 ) -> StepNote {
     step_start(ctx, "notify", None);
+    step_place(ctx, "notify", None, Some(origin.to_string()));
     let result = ctx
         .execute_activity(
             FlowActivities::notify,
@@ -169,6 +171,7 @@ impl ReportWorkflow {
             .await;
         let file = match rendered {
             Ok(f) => {
+                step_place(ctx, "render", None, Some(f.node.to_string()));
                 let detail = format!("{} pages, {}", f.pages, f.path);
                 step_end(ctx, "render", StepStatus::Completed, Some(detail));
                 f

@@ -76,6 +76,16 @@ pub fn step_start<W: HasProgress>(ctx: &WorkflowContext<W>, step: &str, child: O
     ctx.state_mut(|s| s.progress_mut().start(step, child, now));
 }
 
+/// Records the model and node of `step`, each when known.
+pub fn step_place<W: HasProgress>(
+    ctx: &WorkflowContext<W>,
+    step: &str,
+    model: Option<String>,
+    node: Option<String>,
+) {
+    ctx.state_mut(|s| s.progress_mut().place(step, model, node));
+}
+
 pub fn step_end<W: HasProgress>(
     ctx: &WorkflowContext<W>,
     step: &str,
@@ -171,6 +181,7 @@ pub async fn llm_step_cancellable<W: HasProgress>(
     let input = ask_input(&parent, defaults, &call);
     let child_id = input.request_id.to_string();
     step_start(ctx, &call.step, Some(child_id.clone()));
+    step_place(ctx, &call.step, Some(input.model.to_string()), None);
     let retry = RetryPolicy::builder()
         .maximum_attempts(policy.attempts)
         .initial_interval(Duration::from_secs(1))
@@ -197,6 +208,8 @@ pub async fn llm_step_cancellable<W: HasProgress>(
     };
     match result {
         Ok(outcome) => {
+            let (model, node) = (outcome.model.to_string(), outcome.node.to_string());
+            step_place(ctx, &call.step, Some(model), Some(node));
             let detail = format!("{} on {}", outcome.model, outcome.node);
             step_end(ctx, &call.step, StepStatus::Completed, Some(detail));
             Ok(outcome)

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Browser {
+pub struct Browser {
     child: Child,
     _profile: tempfile::TempDir,
 }
@@ -20,13 +20,13 @@ impl Drop for Browser {
     }
 }
 
-struct Page {
+pub struct Page {
     ws: crate::harness::Ws,
     next_id: u64,
 }
 
 impl Page {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let msg = json!({"id": id, "method": method, "params": params});
@@ -51,7 +51,7 @@ impl Page {
     }
 
     /// Evaluates a JavaScript expression in the page and returns its value.
-    async fn eval(&mut self, expr: &str) -> Value {
+    pub async fn eval(&mut self, expr: &str) -> Value {
         let r = self
             .call(
                 "Runtime.evaluate",
@@ -61,9 +61,50 @@ impl Page {
         assert!(r.get("exceptionDetails").is_none(), "{expr} threw: {r}");
         r["result"]["value"].clone()
     }
+
+    /// Polls `expr` in the page until it gives something other than null, false or "", failing
+    /// with `what` after `deadline`.
+    pub async fn wait(&mut self, what: &str, deadline: Duration, expr: &str) -> Value {
+        let end = std::time::Instant::now() + deadline;
+        loop {
+            let v = self.eval(expr).await;
+            if !(v.is_null() || v == false || v == "") {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out after {deadline:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a PNG of the whole page (beyond the window too) as `target/NAME` for people to look
+    /// at.
+    pub async fn screenshot(&mut self, name: &str) {
+        let m = self.call("Page.getLayoutMetrics", json!({})).await;
+        let size = &m["cssContentSize"];
+        let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"],
+                          "scale": 1});
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
+            )
+            .await;
+        if let Some(data) = shot["data"].as_str() {
+            use base64::Engine;
+            if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {
+                let dir = workspace_root().join("target");
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join(name), png);
+            }
+        }
+    }
 }
 
-async fn open(url: &str) -> (Browser, Page) {
+/// Starts headless Chromium on `url` and attaches to its page over the DevTools protocol.
+pub async fn open(url: &str) -> (Browser, Page) {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -207,13 +248,5 @@ async fn the_page_asks_and_streams_an_answer() {
     );
 
     // Keep a screenshot for people to look at.
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    if let Some(data) = shot["data"].as_str() {
-        use base64::Engine;
-        if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {
-            let _ = std::fs::write(workspace_root().join("target/it-browser.png"), png);
-        }
-    }
+    page.screenshot("it-browser.png").await;
 }

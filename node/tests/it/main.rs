@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod compose;
+mod console;
 mod encryption;
 mod hardening;
 mod harness;

@@ -118,6 +118,12 @@ async fn report_workflow_writes_a_pdf_with_its_title_a_sqlite_row_and_notifies_t
     );
     assert_eq!(st["percent"], 100);
     assert_eq!(st["children"][0]["workflow_id"], format!("{id}.content"));
+    // Where each step ran: the content's model and node (its child's too), the render's node.
+    assert_eq!(st["steps"][0]["model"], "smollm2-135m", "{st}");
+    assert_eq!(st["steps"][0]["node"], "wr1", "{st}");
+    assert_eq!(st["children"][0]["node"], "wr1", "{st}");
+    assert_eq!(st["children"][0]["model"], "smollm2-135m", "{st}");
+    assert_eq!(st["steps"][1]["node"], "wr1", "{st}");
 
     // The result is the PDF itself; pdftotext finds the title, pdftoppm renders page 1.
     let r = http
@@ -305,6 +311,28 @@ async fn codegen_review_that_times_out_does_not_fail_and_the_allocation_is_alway
         let (_, st) = get_json(&http, &status_url).await;
         (st["current_step"] == "generate").then_some(())
     })
+    .await;
+    // While it generates, the step and its child name the node (from the child ask's stage).
+    wait_for(
+        "the running generate step to name its node",
+        Duration::from_secs(60),
+        || async {
+            let (_, st) = get_json(&http, &status_url).await;
+            let step = st["steps"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "generate")?;
+            let child = st["children"]
+                .as_array()?
+                .iter()
+                .find(|c| c["step"] == "generate")?;
+            (step["status"] == "running"
+                && step["node"] == "wc1"
+                && step["model"] == "slow-synthetic"
+                && child["node"] == "wc1")
+                .then_some(())
+        },
+    )
     .await;
     wait_for(
         "the allocation to be recorded",

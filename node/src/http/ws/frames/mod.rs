@@ -187,6 +187,9 @@ pub enum ServerFrame {
         eta_ms: Option<u64>,
         steps: Vec<StepState>,
         children: Vec<crate::flows::ChildRef>,
+        /// When the workflow started and ended (RFC 3339), for its whole duration.
+        created_at: Option<String>,
+        closed_at: Option<String>,
     },
     /// A workflow this socket started ended.
     WorkflowDone {
@@ -293,6 +296,8 @@ impl ServerFrame {
             eta_ms: s.eta_ms,
             steps: s.steps,
             children: s.children,
+            created_at: s.created_at,
+            closed_at: s.closed_at,
         }
     }
 

@@ -147,6 +147,8 @@ fn one_of_each() -> Vec<ServerFrame> {
             eta_ms: None,
             steps: vec![],
             children: vec![],
+            created_at: None,
+            closed_at: None,
         },
         ServerFrame::workflow_end(
             "report-1".into(),
