@@ -414,6 +414,66 @@ async fn orrery_run_starts_a_workflow_shows_its_steps_and_saves_the_report() {
         out.display().to_string()
     );
     assert!(std::fs::read(&out).unwrap().starts_with(b"%PDF-"));
+
+    // The other kinds print their parts: (arguments, what the output shows).
+    let kinds: [(&[&str], &[&str]); 3] = [
+        (
+            &[
+                "ask",
+                "--max-tokens",
+                "12",
+                "What is the capital of France?",
+            ],
+            &["Paris"],
+        ),
+        (
+            &[
+                "multi-agent",
+                "--max-tokens",
+                "8",
+                "--roles",
+                "architect,backend_developer",
+                "A to-do list app",
+            ],
+            &[
+                "== architect (completed)",
+                "== backend_developer (completed)",
+                "== review",
+            ],
+        ),
+        (
+            &[
+                "codegen",
+                "--max-tokens",
+                "12",
+                "--language",
+                "python",
+                "A function that adds two numbers",
+            ],
+            &["== code (python)", "== review"],
+        ),
+    ];
+    for (args, shows) in kinds {
+        let url = node.http.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_orrery"))
+                .arg("run")
+                .args(["--url", &url])
+                .args(args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr),
+        );
+        assert!(run.status.success(), "{args:?}: {stderr}");
+        for s in shows {
+            assert!(stdout.contains(s), "{args:?} shows {s:?}: {stdout}");
+        }
+    }
 }
 
 /// Starts `kind` on a 3-node mesh (the first node serves no model), waits until its LLM step
