@@ -175,17 +175,7 @@ mod tests {
             memory_total_bytes: 1 << 34,
             memory_available_bytes: free,
             models: model
-                .map(|(m, active, queued)| ModelLoad {
-                    model: ModelId::new(m),
-                    kind: "synthetic".into(),
-                    active,
-                    queued,
-                    max_sequences: 4,
-                    memory_bytes: 0,
-                    idle_since_ms: None,
-                    est_wait_ms: 0,
-                    cached_marks: Vec::new(),
-                })
+                .map(|(m, active, queued)| ModelLoad::test(m, active, queued))
                 .into_iter()
                 .collect(),
             draining,

@@ -92,17 +92,7 @@ mod tests {
     use crate::protocol::ModelId;
 
     fn load(active: u32, queued: u32) -> ModelLoad {
-        ModelLoad {
-            model: ModelId::new("m"),
-            kind: "synthetic".into(),
-            active,
-            queued,
-            max_sequences: 4,
-            memory_bytes: 0,
-            idle_since_ms: None,
-            est_wait_ms: 0,
-            cached_marks: Vec::new(),
-        }
+        ModelLoad::test("m", active, queued)
     }
 
     fn here(queued: usize) -> ModelStats {

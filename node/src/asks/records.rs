@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use temporalio_client::{
-    Client, WorkflowCountOptions, WorkflowDescribeOptions, WorkflowExecutionStatus,
-    WorkflowListOptions, WorkflowQueryOptions, tonic,
+    Client, WorkflowCountOptions, WorkflowDescribeOptions, WorkflowExecutionDescription,
+    WorkflowExecutionStatus, WorkflowListOptions, WorkflowQueryOptions, tonic,
 };
 use temporalio_common::MemoValues;
 use temporalio_common::protos::temporal::api::enums::v1::{IndexedValueType, PendingActivityState};
@@ -173,6 +173,24 @@ impl Described {
     }
 }
 
+/// Temporal's description of workflow `id` (an ask or any other kind): `None` when Temporal has
+/// no such workflow; an error (Temporal unreachable) as its message.
+pub async fn describe_execution(
+    client: &Client,
+    id: &str,
+) -> Result<Option<WorkflowExecutionDescription>, String> {
+    // The handle's type does not matter to a describe.
+    match client
+        .get_workflow_handle::<AskWorkflow>(id.to_string())
+        .describe(WorkflowDescribeOptions::default())
+        .await
+    {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.to_string().to_lowercase().contains("not found") => Ok(None),
+        Err(e) => Err(format!("Temporal did not describe {id}: {e}")),
+    }
+}
+
 /// Describes the ask `id` and checks that `user` owns it.
 pub async fn describe_owned(
     asks: &AskService,
@@ -183,18 +201,10 @@ pub async fn describe_owned(
     if !id.as_str().starts_with(ASK_WORKFLOW_PREFIX) {
         return Err(not_found());
     }
-    let desc = asks
-        .client
-        .get_workflow_handle::<AskWorkflow>(id.to_string())
-        .describe(WorkflowDescribeOptions::default())
+    let desc = describe_execution(&asks.client, id.as_str())
         .await
-        .map_err(|e| {
-            if e.to_string().to_lowercase().contains("not found") {
-                not_found()
-            } else {
-                AskError::Unavailable(format!("Temporal did not describe {id}: {e}"))
-            }
-        })?;
+        .map_err(AskError::Unavailable)?
+        .ok_or_else(not_found)?;
     if desc.workflow_type() != AskWorkflow::name() {
         return Err(not_found());
     }

@@ -2,7 +2,9 @@
 //! `progress` query), how it ended (its result), and a user's list (visibility).
 
 use super::{FlowError, FlowService, MEMO_KIND};
-use crate::asks::records::{MAX_HISTORY, MEMO_MODEL, MEMO_USER, rfc3339, status_name};
+use crate::asks::records::{
+    MAX_HISTORY, MEMO_MODEL, MEMO_USER, describe_execution, rfc3339, status_name,
+};
 use crate::protocol::{FlowKind, FlowProgress, StepState, StepStatus, USER_SEARCH_ATTRIBUTE};
 use crate::workflows::ask::{AskStage, AskWorkflow};
 use crate::workflows::codegen::CodeGenWorkflow;
@@ -14,8 +16,8 @@ use serde_json::Value;
 use std::time::Duration;
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
-    WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowExecutionDescription,
-    WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions, WorkflowQueryOptions,
+    WorkflowCancelOptions, WorkflowExecutionDescription, WorkflowExecutionStatus,
+    WorkflowGetResultOptions, WorkflowListOptions, WorkflowQueryOptions,
 };
 
 /// A workflow as described, with its owner and kind.
@@ -107,19 +109,10 @@ impl FlowService {
         let kind = FlowKind::of_id(id)
             .filter(|k| *k != FlowKind::Ask)
             .ok_or_else(not_found)?;
-        let desc = self
-            .asks
-            .client
-            .get_workflow_handle::<ReportWorkflow>(id.to_string())
-            .describe(WorkflowDescribeOptions::default())
+        let desc = describe_execution(&self.asks.client, id)
             .await
-            .map_err(|e| {
-                if e.to_string().to_lowercase().contains("not found") {
-                    not_found()
-                } else {
-                    FlowError::Unavailable(format!("Temporal did not describe {id}: {e}"))
-                }
-            })?;
+            .map_err(FlowError::Unavailable)?
+            .ok_or_else(not_found)?;
         if desc.workflow_type() != type_name(kind) {
             return Err(not_found());
         }

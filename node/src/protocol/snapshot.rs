@@ -24,6 +24,24 @@ pub struct ModelLoad {
     pub cached_marks: Vec<u64>,
 }
 
+impl ModelLoad {
+    /// A synthetic model's load with 4 sequences (tests of placement and queues).
+    #[cfg(test)]
+    pub fn test(model: &str, active: u32, queued: u32) -> Self {
+        ModelLoad {
+            model: ModelId::new(model),
+            kind: "synthetic".into(),
+            active,
+            queued,
+            max_sequences: 4,
+            memory_bytes: 0,
+            idle_since_ms: None,
+            est_wait_ms: 0,
+            cached_marks: Vec::new(),
+        }
+    }
+}
+
 /// What a node reports of itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSnapshot {

@@ -58,6 +58,19 @@ async fn completed_children(sb: &Sandbox, id: &str) -> usize {
         .count()
 }
 
+/// Cancels workflow `id` (202) and waits until it says cancelled; its status.
+async fn cancel(http: &reqwest::Client, node: &Node, id: &str) -> Value {
+    let r = http
+        .delete(format!("{}/api/workflows/{id}", node.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let st = until_ended(node, id, Duration::from_secs(60)).await;
+    assert_eq!(st["status"], "cancelled", "{st}");
+    st
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn report_workflow_writes_a_pdf_with_its_title_a_sqlite_row_and_notifies_the_user() {
     let sb = Sandbox::start().await;
@@ -343,14 +356,7 @@ async fn codegen_review_that_times_out_does_not_fail_and_the_allocation_is_alway
         },
     )
     .await;
-    let r = http
-        .delete(format!("{}/api/workflows/{id}", node.http))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let st = until_ended(&node, &id, Duration::from_secs(60)).await;
-    assert_eq!(st["status"], "cancelled", "{st}");
+    let st = cancel(&http, &node, &id).await;
     let release = st["steps"]
         .as_array()
         .unwrap()
@@ -702,14 +708,7 @@ async fn a_failed_agent_is_reported_and_integration_continues_or_the_task_fails_
         (running == 2).then_some(())
     })
     .await;
-    let r = http
-        .delete(format!("{}/api/workflows/{id}", node.http))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let st = until_ended(&node, &id, Duration::from_secs(60)).await;
-    assert_eq!(st["status"], "cancelled", "{st}");
+    cancel(&http, &node, &id).await;
     let client = crate::websocket::temporal_client(&sb).await;
     for role in ["architect", "ui_designer"] {
         let child = format!("{id}.{role}");
