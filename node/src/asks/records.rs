@@ -320,15 +320,35 @@ pub async fn history(
     user: &str,
     limit: usize,
 ) -> Result<Vec<AskSummary>, AskError> {
+    let listed = list_owned(asks, &[AskWorkflow::name()], user, limit, None)
+        .await
+        .map_err(AskError::Unavailable)?;
+    Ok(listed.into_iter().map(|(s, _)| s).collect())
+}
+
+/// The newest workflows of `user` whose type is one of `types`, newest first, at most `limit`
+/// (capped at [`MAX_HISTORY`]): found by the user search attribute where Temporal has it, else
+/// filtered by the memo over a bounded scan. With each, the memo value under `memo_key`.
+pub async fn list_owned(
+    asks: &AskService,
+    types: &[&str],
+    user: &str,
+    limit: usize,
+    memo_key: Option<&str>,
+) -> Result<Vec<(AskSummary, Option<String>)>, String> {
     let limit = limit.clamp(1, MAX_HISTORY);
+    let types = types
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let by_attribute = asks.user_search.enabled();
     let query = if by_attribute {
-        format!(
-            "WorkflowType = '{}' AND {USER_SEARCH_ATTRIBUTE} = '{user}'",
-            AskWorkflow::name()
-        )
+        // A quote would end the string in the query.
+        let user = user.replace('\'', "");
+        format!("WorkflowType IN ({types}) AND {USER_SEARCH_ATTRIBUTE} = '{user}'")
     } else {
-        format!("WorkflowType = '{}'", AskWorkflow::name())
+        format!("WorkflowType IN ({types})")
     };
     // Without the attribute the memo filters; the scan is bounded.
     let scan = if by_attribute { limit } else { limit * 20 };
@@ -337,20 +357,22 @@ pub async fn history(
         .list_workflows(query, WorkflowListOptions::builder().limit(scan).build());
     let mut out = Vec::new();
     while let Some(item) = stream.next().await {
-        let w =
-            item.map_err(|e| AskError::Unavailable(format!("Temporal visibility failed: {e}")))?;
+        let w = item.map_err(|e| format!("Temporal visibility failed: {e}"))?;
         let memo = w.memo();
-        let owner = memo.get::<String>(MEMO_USER).ok().flatten();
-        if owner.as_deref() != Some(user) {
+        if memo.get::<String>(MEMO_USER).ok().flatten().as_deref() != Some(user) {
             continue;
         }
-        out.push(AskSummary {
-            id: w.id().to_string(),
-            model: memo.get::<String>(MEMO_MODEL).ok().flatten(),
-            status: status_name(w.status()),
-            created_at: w.start_time().map(rfc3339),
-            closed_at: w.close_time().map(rfc3339),
-        });
+        let extra = memo_key.and_then(|k| memo.get::<String>(k).ok().flatten());
+        out.push((
+            AskSummary {
+                id: w.id().to_string(),
+                model: memo.get::<String>(MEMO_MODEL).ok().flatten(),
+                status: status_name(w.status()),
+                created_at: w.start_time().map(rfc3339),
+                closed_at: w.close_time().map(rfc3339),
+            },
+            extra,
+        ));
         if out.len() >= limit {
             break;
         }

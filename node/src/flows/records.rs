@@ -3,21 +3,20 @@
 
 use super::{FlowError, FlowService, MEMO_KIND};
 use crate::asks::records::{
-    MAX_HISTORY, MEMO_MODEL, MEMO_USER, describe_execution, rfc3339, status_name,
+    MEMO_MODEL, MEMO_USER, describe_execution, list_owned, rfc3339, status_name,
 };
-use crate::protocol::{FlowKind, FlowProgress, StepState, StepStatus, USER_SEARCH_ATTRIBUTE};
+use crate::protocol::{FlowKind, FlowProgress, StepState, StepStatus};
 use crate::workflows::ask::{AskStage, AskWorkflow};
 use crate::workflows::codegen::CodeGenWorkflow;
 use crate::workflows::multi_agent::MultiAgentWorkflow;
 use crate::workflows::report::ReportWorkflow;
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
     WorkflowCancelOptions, WorkflowExecutionDescription, WorkflowExecutionStatus,
-    WorkflowGetResultOptions, WorkflowListOptions, WorkflowQueryOptions,
+    WorkflowGetResultOptions, WorkflowQueryOptions,
 };
 
 /// A workflow as described, with its owner and kind.
@@ -318,43 +317,21 @@ impl FlowService {
 
     /// The newest workflows of `user` (reports, multi-agent, codegen), newest first.
     pub async fn list(&self, user: &str, limit: usize) -> Result<Vec<FlowSummary>, FlowError> {
-        let limit = limit.clamp(1, MAX_HISTORY);
-        let types = [FlowKind::Report, FlowKind::MultiAgent, FlowKind::Codegen]
-            .map(|k| format!("'{}'", type_name(k)))
-            .join(", ");
-        let by_attribute = self.asks.user_search.enabled();
-        let query = if by_attribute {
-            let user = user.replace('\'', "");
-            format!("WorkflowType IN ({types}) AND {USER_SEARCH_ATTRIBUTE} = '{user}'")
-        } else {
-            format!("WorkflowType IN ({types})")
-        };
-        let scan = if by_attribute { limit } else { limit * 20 };
-        let mut stream = self
-            .asks
-            .client
-            .list_workflows(query, WorkflowListOptions::builder().limit(scan).build());
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            let w = item
-                .map_err(|e| FlowError::Unavailable(format!("Temporal visibility failed: {e}")))?;
-            let memo = w.memo();
-            if memo.get::<String>(MEMO_USER).ok().flatten().as_deref() != Some(user) {
-                continue;
-            }
-            out.push(FlowSummary {
-                workflow_id: w.id().to_string(),
-                kind: memo.get::<String>(MEMO_KIND).ok().flatten(),
-                model: memo.get::<String>(MEMO_MODEL).ok().flatten(),
-                status: status_name(w.status()),
-                created_at: w.start_time().map(rfc3339),
-                closed_at: w.close_time().map(rfc3339),
-            });
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        let types = [FlowKind::Report, FlowKind::MultiAgent, FlowKind::Codegen].map(type_name);
+        let listed = list_owned(&self.asks, &types, user, limit, Some(MEMO_KIND))
+            .await
+            .map_err(FlowError::Unavailable)?;
+        Ok(listed
+            .into_iter()
+            .map(|(s, kind)| FlowSummary {
+                workflow_id: s.id,
+                kind,
+                model: s.model,
+                status: s.status,
+                created_at: s.created_at,
+                closed_at: s.closed_at,
+            })
+            .collect())
     }
 }
 
