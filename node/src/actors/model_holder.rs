@@ -196,6 +196,7 @@ pub fn open_engine(
                 max_sequences: config.max_sequences.unwrap_or(0),
                 precision: config.precision,
                 context: config.context.unwrap_or(0),
+                prefix_cache: config.prefix_cache,
                 ..LocalConfig::default()
             },
         )

@@ -91,6 +91,8 @@ pub struct ModelConfig {
     /// Longest sequence in tokens (capped by the model's own context length); `None`: the
     /// engine's default.
     pub context: Option<usize>,
+    /// Keep finished answers' KV states for prompts that start the same way (GGUF models).
+    pub prefix_cache: bool,
     /// Replica bounds the scaling loop keeps across the cluster.
     pub min_replicas: u32,
     pub max_replicas: u32,

@@ -152,6 +152,7 @@ pub(super) struct RawModel {
     pub(super) default: Option<bool>,
     pub(super) precision: Option<Precision>,
     pub(super) context: Option<usize>,
+    pub(super) prefix_cache: Option<bool>,
     pub(super) min_replicas: Option<u32>,
     pub(super) max_replicas: Option<u32>,
     pub(super) fallback: Option<String>,

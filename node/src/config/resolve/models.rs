@@ -19,6 +19,7 @@ fn default_models() -> Vec<RawModel> {
         // ("The capital of France is Paris.") at quantized speed.
         precision: None,
         context: None,
+        prefix_cache: None,
         min_replicas: None,
         max_replicas: None,
         fallback: None,
@@ -82,6 +83,7 @@ fn model(m: RawModel, errors: &mut Vec<String>) -> Option<ModelConfig> {
         max_sequences,
         precision: m.precision.unwrap_or_default(),
         context: m.context,
+        prefix_cache: m.prefix_cache.unwrap_or(true),
         min_replicas,
         max_replicas,
         fallback: m.fallback.as_deref().map(ModelId::new),
