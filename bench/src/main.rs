@@ -9,6 +9,7 @@ mod cluster;
 mod engine;
 mod load;
 mod machine;
+mod multiturn;
 mod peer;
 mod quiet;
 mod report;
@@ -26,13 +27,15 @@ enum Section {
     Serving,
     Overhead,
     Cluster,
+    Multiturn,
 }
 
-const ALL: [Section; 4] = [
+const ALL: [Section; 5] = [
     Section::Engine,
     Section::Serving,
     Section::Overhead,
     Section::Cluster,
+    Section::Multiturn,
 ];
 
 #[derive(Parser, Debug)]
@@ -106,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         Some(m) => m.clone(),
         None => sandbox::default_model()?,
     };
-    let peer = if has(Section::Engine) || has(Section::Serving) {
+    let peer = if has(Section::Engine) || has(Section::Serving) || has(Section::Multiturn) {
         let dir = cli.peer.clone().ok_or_else(|| {
             anyhow::anyhow!("llama.cpp is needed: run through bench/run, or pass --peer DIR")
         })?;
@@ -130,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         serving: None,
         overhead: None,
         cluster: None,
+        multiturn: None,
         targets: Vec::new(),
     };
     if let (true, Some(peer)) = (has(Section::Engine), &peer) {
@@ -171,6 +175,14 @@ fn main() -> anyhow::Result<()> {
             max_sequences: cli.max_sequences,
             duration: Duration::from_secs(if q { 8 } else { cli.seconds }),
         }))?);
+    }
+    if let (true, Some(peer)) = (has(Section::Multiturn), &peer) {
+        results.multiturn = Some(rt.block_on(multiturn::run(
+            &model,
+            peer,
+            cli.threads,
+            cli.heartbeat_timeout,
+        ))?);
     }
     drop(rt);
 

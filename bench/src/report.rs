@@ -3,6 +3,7 @@
 use crate::cluster::ClusterReport;
 use crate::engine::EngineReport;
 use crate::machine::Machine;
+use crate::multiturn::MultiturnReport;
 use crate::serving::{OverheadReport, ServingReport};
 use serde::Serialize;
 use std::fmt::Write;
@@ -26,6 +27,8 @@ pub struct Results {
     pub overhead: Option<OverheadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiturn: Option<MultiturnReport>,
     pub targets: Vec<Target>,
 }
 
@@ -67,6 +70,20 @@ impl Results {
                 1.0,
                 ">= 1.0",
             );
+        }
+        if let Some(m) = &self.multiturn {
+            at_least(
+                "serving.vs_llama_server_multiturn",
+                m.vs_llama_server_multiturn,
+                1.0,
+                ">= 1.0",
+            );
+            t.push(Target {
+                figure: "serving.prefix_ttft_ratio",
+                value: m.prefix_ttft_ratio,
+                target: "<= 0.3",
+                met: m.prefix_ttft_ratio <= 0.3,
+            });
         }
         if let Some(o) = &self.overhead {
             t.push(Target {
@@ -116,6 +133,9 @@ impl Results {
         }
         if let Some(c) = &self.cluster {
             cluster_table(&mut s, c);
+        }
+        if let Some(m) = &self.multiturn {
+            multiturn_table(&mut s, m);
         }
         if !self.targets.is_empty() {
             let _ = writeln!(
@@ -283,4 +303,39 @@ fn cluster_table(s: &mut String, c: &ClusterReport) {
         );
     }
     s.push('\n');
+}
+
+fn multiturn_table(s: &mut String, m: &MultiturnReport) {
+    let _ = writeln!(
+        s,
+        "Multi-turn chat: {} users x {} turns, {}-token answers, the whole conversation sent each turn (time to first token p50 per turn, ms; aggregate tokens/s)\n",
+        m.users, m.turns, m.answer_tokens
+    );
+    let turns: Vec<String> = (1..=m.turns).map(|t| format!("turn {t}")).collect();
+    let _ = writeln!(
+        s,
+        "| server | {} | tok/s | errors |\n|---|{}---|---|",
+        turns.join(" | "),
+        "---|".repeat(m.turns)
+    );
+    for (name, r) in [
+        ("orrery, prefix cache on", &m.cached),
+        ("orrery, prefix cache off", &m.uncached),
+        ("llama-server, cache_prompt", &m.llama_server),
+    ] {
+        let ttft: Vec<String> = r.ttft_p50_ms.iter().map(|x| num(*x)).collect();
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            ttft.join(" | "),
+            num(r.aggregate_tps),
+            r.errors
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTurn-5 TTFT with the cache ÷ without: {}; orrery ÷ llama-server aggregate tok/s: {}\n",
+        num(m.prefix_ttft_ratio),
+        num(m.vs_llama_server_multiturn)
+    );
 }
