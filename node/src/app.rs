@@ -139,9 +139,16 @@ async fn run_node(
     }
     // Present from the start, so dashboards see zero rather than nothing.
     for m in &config.models {
-        metrics::counter!("orrery_fallback_requests_total", "model" => m.id.to_string())
-            .absolute(0);
+        for name in [
+            "orrery_fallback_requests_total",
+            "orrery_queue_moves_total",
+            "orrery_placement_cache_affinity_total",
+        ] {
+            metrics::counter!(name, "model" => m.id.to_string()).absolute(0);
+        }
+        crate::engine::GenMetrics::new(m.id.as_str()).register();
     }
+    metrics::counter!("orrery_route_queries_total").absolute(0);
     for kind in ["report", "multi-agent", "codegen"] {
         metrics::counter!("orrery_workflows_started_total", "kind" => kind).absolute(0);
     }

@@ -24,6 +24,14 @@ impl GenMetrics {
         }
     }
 
+    /// The prefix cache's series at zero, present from the start so dashboards see zero rather
+    /// than nothing (also for models without a cache).
+    pub fn register(&self) {
+        metrics::counter!(PREFIX_LOOKUP_TOKENS, "model" => self.model.clone()).absolute(0);
+        metrics::counter!(PREFIX_HIT_TOKENS, "model" => self.model.clone()).absolute(0);
+        metrics::gauge!(PREFIX_CACHE_BYTES, "model" => self.model.clone()).set(0.0);
+    }
+
     pub fn prompt_processed(&self, tokens: usize) {
         metrics::counter!(PROMPT_TOKENS, "model" => self.model.clone()).increment(tokens as u64);
     }

@@ -127,7 +127,7 @@ async fn ollama_api_chats_generates_and_lists_models() {
         ("/api/chat", r#"{"messages": []}"#, 400),
         (
             "/api/chat",
-            r#"{"model": "smollm2-135m", "messages": [{"role": "tool", "content": "x"}]}"#,
+            r#"{"model": "smollm2-135m", "messages": [{"role": "wizard", "content": "x"}]}"#,
             400,
         ),
         (

@@ -212,16 +212,16 @@ async fn openai_errors_have_openai_shape_and_status() {
             None,
         ),
         (
-            json!({"model": "synthetic", "messages": user("hi"), "n": 3}).to_string(),
+            json!({"model": "synthetic", "messages": user("hi"), "n": 99}).to_string(),
             400,
-            "unsupported_parameter",
+            "invalid_value",
             Some("n"),
         ),
         (
             json!({"model": "synthetic", "messages": [{"role": "tool", "content": "x"}]})
                 .to_string(),
             400,
-            "unsupported_role",
+            "missing_required_parameter",
             Some("messages"),
         ),
         (
