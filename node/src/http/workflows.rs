@@ -70,7 +70,10 @@ pub async fn admit_and_start(
     req: FlowRequest,
 ) -> Result<crate::flows::Started, ApiError> {
     let input = s.flows.validate(caller, req)?;
-    let permit = s.auth.admit(caller)?;
+    let permit = s
+        .auth
+        .admit(&s.node, &s.asks.config.node_id, caller)
+        .await?;
     let started = s.flows.start(input).await?;
     let (flows, id, kind) = (s.flows.clone(), started.workflow_id.clone(), started.kind);
     let tasks = s.tasks.clone();

@@ -45,6 +45,10 @@ async fn a_panicking_worker_makes_the_node_unready_until_fresh_workers_run() {
         &handle,
         &Followers::default(),
         &worker_host,
+        (
+            orrery::store::Store::new(config.storage.database_url.clone()),
+            orrery::notify::UserEvents::default(),
+        ),
     )
     .await
     .unwrap();
