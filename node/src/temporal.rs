@@ -14,6 +14,11 @@ use tokio::process::{Child, Command};
 pub enum TemporalError {
     #[error("could not start the Temporal dev server ({cli}): {source}")]
     Spawn { cli: String, source: std::io::Error },
+    #[error("could not open the Temporal dev server's log {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "the Temporal dev server exited at start ({status}); is port {port} already in use? its output: {output}"
     )]
@@ -37,7 +42,19 @@ pub enum TemporalError {
     BadAddress(String),
 }
 
-/// A `temporal server start-dev` child process with its SQLite file; stopped on drop.
+/// What the server wrote to its log from byte `start` on (this start's output), at most 2000
+/// characters.
+fn log_since(path: &Path, start: u64) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(start).unwrap_or(usize::MAX).min(text.len());
+    String::from_utf8_lossy(&text[from..])
+        .chars()
+        .take(2000)
+        .collect()
+}
+
+/// A `temporal server start-dev` child process with its SQLite file (and its log beside it:
+/// `temporal.db` → `temporal.log`); stopped on drop.
 pub struct EmbeddedTemporal {
     child: Child,
     pub address: String,
@@ -66,9 +83,23 @@ impl EmbeddedTemporal {
                 cmd.arg("--headless");
             }
         }
+        // The server's log goes to a file beside its database, never to a pipe: nobody reads a
+        // pipe once the server is up, and a full one (64 KiB of errors, which a loaded server
+        // writes within minutes) blocks every server thread that logs, hanging the requests
+        // they serve. The file also keeps what a crashed server said.
+        let log_path = db_file.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| TemporalError::Log {
+                path: log_path.display().to_string(),
+                source,
+            })?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true);
         // SAFETY: prctl is async-signal-safe; it asks the kernel to end the server with us, so a
         // killed node leaves no orphan dev server behind.
@@ -86,15 +117,10 @@ impl EmbeddedTemporal {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let mut output = String::new();
-                if let Some(mut err) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ = err.read_to_string(&mut output).await;
-                }
                 return Err(TemporalError::Exited {
                     status: status.to_string(),
                     port,
-                    output: output.chars().take(2000).collect(),
+                    output: log_since(&log_path, log_start),
                 });
             }
             if tokio::net::TcpStream::connect(&address).await.is_ok() {
@@ -114,6 +140,11 @@ impl EmbeddedTemporal {
             address,
             ui_url: ui_port.map(|p| format!("http://127.0.0.1:{p}")),
         })
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kills the server at once (SIGKILL), as a crash would; its database file stays.

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::local::{DEFAULT_CONTEXT, LocalConfig, LocalEngine, THREADS_ENV};
 pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::stats::GenMetrics;
-pub use self::synthetic::{SyntheticConfig, SyntheticEngine, synthetic_token};
+pub use self::synthetic::{SyntheticConfig, SyntheticEngine, synthetic_token, synthetic_word};
 pub use self::weights::Precision;
 
 pub use crate::protocol::chat::{

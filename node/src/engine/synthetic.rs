@@ -1,6 +1,6 @@
 //! A synthetic engine for orchestration tests and benchmarks only: no model, a fixed token rate per
-//! answer and deterministic text ("w1 w2 w3 ..."), with the same queueing, cancellation, stop and
-//! resume behaviour as the real engine.
+//! answer and deterministic text ("w1 w2 w3 ...", or "w1:7 w2:7 ..." for an ask with seed 7), with
+//! the same queueing, cancellation, stop and resume behaviour as the real engine.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,10 +44,17 @@ impl Default for SyntheticConfig {
 
 /// The text of answer token `k` (0-based): "w1", " w2", " w3", ...
 pub fn synthetic_token(k: u32) -> String {
-    if k == 0 {
-        "w1".to_string()
-    } else {
-        format!(" w{}", k + 1)
+    synthetic_word(k, 0)
+}
+
+/// The text of answer token `k` (0-based) of an ask with sampling seed `seed`: as
+/// [`synthetic_token`] for seed 0, else every word carries the seed ("w1:7", " w2:7", ...). Asks
+/// with distinct seeds get distinct answers, so a test can tell whose text a stream carries.
+pub fn synthetic_word(k: u32, seed: u64) -> String {
+    let space = if k == 0 { "" } else { " " };
+    match seed {
+        0 => format!("{space}w{}", k + 1),
+        s => format!("{space}w{}:{s}", k + 1),
     }
 }
 
@@ -267,7 +274,7 @@ fn advance(
         r.first_token = Some(now);
         stats.first_token(now - r.job.received);
     }
-    let text = synthetic_token(r.next);
+    let text = synthetic_word(r.next, r.job.req.params.seed);
     r.next += 1;
     r.generated += 1;
     r.due += interval;

@@ -96,6 +96,27 @@ async fn answers_by_table() {
 }
 
 #[tokio::test]
+async fn a_seed_tags_every_word_and_a_resume_keeps_it() {
+    let e = engine(SyntheticConfig {
+        tokens_per_second: 500.0,
+        ..SyntheticConfig::default()
+    });
+    // (seed, resume text, wanted new text)
+    let cases = [
+        (0, "", "w1 w2 w3"),
+        (7, "", "w1:7 w2:7 w3:7"),
+        (7, "w1:7", " w2:7 w3:7"),
+        (123456789, "", "w1:123456789 w2:123456789 w3:123456789"),
+    ];
+    for (seed, resume, want) in cases {
+        let mut req = request(3, &[], resume);
+        req.params.seed = seed;
+        let got = collect(e.generate(req), LIMIT).await;
+        assert_eq!(got.text(), want, "seed {seed}, resume {resume:?}");
+    }
+}
+
+#[tokio::test]
 async fn keeps_its_token_rate() {
     let e = engine(SyntheticConfig {
         tokens_per_second: 100.0,

@@ -22,6 +22,7 @@ mod python_clients;
 mod pytools;
 mod rest;
 mod scaling;
+mod soak;
 mod structured;
 mod supervision;
 mod websocket;

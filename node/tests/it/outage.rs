@@ -70,3 +70,14 @@ async fn an_ask_survives_a_temporal_crash_and_restart() {
         "no repeated text: {shown:?}"
     );
 }
+
+/// The dev server's log is a file beside its database: it used to be a pipe nobody read once the
+/// server was up, and 64 KiB of errors (minutes of a loaded server) blocked every server thread
+/// that logged, hanging the asks they served.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dev_server_logs_to_a_file_so_its_log_cannot_hang_it() {
+    let sb = Sandbox::start().await;
+    let pid = sb.temporal.pid().expect("the dev server runs");
+    let stderr = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("its stderr");
+    assert_eq!(stderr, sb.dir.path().join("temporal.log"));
+}
