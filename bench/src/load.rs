@@ -221,16 +221,11 @@ async fn openai_ask(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::
     let (mut ttft, mut chunks, mut usage) = (None, 0u32, None);
     while let Some(bytes) = stream.next().await {
         buf.extend_from_slice(&bytes?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
-                continue;
-            };
+        for data in crate::sse::take_data(&mut buf) {
             if data == "[DONE]" {
                 continue;
             }
-            let v: Value = serde_json::from_str(data)?;
+            let v: Value = serde_json::from_str(&data)?;
             let text = v["choices"][0]["delta"]["content"].as_str().unwrap_or("");
             if !text.is_empty() {
                 chunks += 1;

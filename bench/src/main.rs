@@ -15,6 +15,7 @@ mod quiet;
 mod report;
 mod sandbox;
 mod serving;
+mod sse;
 mod stats;
 
 use clap::{Parser, ValueEnum};

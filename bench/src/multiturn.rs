@@ -191,16 +191,11 @@ async fn llama_turn(
     let (mut buf, mut text, mut ttft, mut tokens) = (Vec::new(), String::new(), None, 0u32);
     while let Some(bytes) = stream.next().await {
         buf.extend_from_slice(&bytes?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
-                continue;
-            };
+        for data in crate::sse::take_data(&mut buf) {
             if data == "[DONE]" {
                 continue;
             }
-            let v: Value = serde_json::from_str(data)?;
+            let v: Value = serde_json::from_str(&data)?;
             if let Some(t) = v["choices"][0]["delta"]["content"].as_str()
                 && !t.is_empty()
             {

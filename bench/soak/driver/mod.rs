@@ -12,6 +12,8 @@ pub mod chaos;
 mod cluster;
 mod report;
 pub mod rss;
+#[path = "../../src/sse.rs"]
+mod sse;
 mod users;
 
 use report::{Bounds, Report};

@@ -396,12 +396,7 @@ async fn openai_ask(ctx: &Ctx, node: usize, expect: &Expect) -> Option<AskRecord
             }
         };
         buf.extend_from_slice(&bytes);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
-                continue;
-            };
+        for data in super::sse::take_data(&mut buf) {
             if data == "[DONE]" {
                 let end = if finished {
                     judge_done(expect, &text, &text, End::Done)
@@ -413,7 +408,7 @@ async fn openai_ask(ctx: &Ctx, node: usize, expect: &Expect) -> Option<AskRecord
                 };
                 return Some(record(clock, end, None));
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
                 let why = format!("not JSON: {data}");
                 return Some(record(clock, End::Broken(Broken::WrongText, why), None));
             };
