@@ -28,7 +28,7 @@ pub struct Report {
     pub chaos: Vec<chaos::Done>,
     pub rss: Vec<rss::Run>,
     pub node_ids: Vec<String>,
-    /// Connections a down node refused (no ask sent).
+    /// Connection attempts a down node refused (no ask sent).
     pub refused: u64,
     /// After the chaos: every node answered a probe ask with its expected text, or why not.
     pub final_check: Result<(), String>,
@@ -251,7 +251,7 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "\n{:.1} asks/s sent. {} connection(s) refused by a node that was down (no ask sent; the user moved on).\n",
+            "\n{:.1} asks/s sent. {} connection attempts refused by a node that was down (no ask sent: the user tried again, its own node for 5 s, then the next).\n",
             self.records.len() as f64 / self.load_s.max(1.0),
             self.refused
         );

@@ -32,7 +32,7 @@ pub struct Counts {
     pub done: AtomicU64,
     pub failed: AtomicU64,
     pub broken: AtomicU64,
-    /// Connections a down node refused (no ask was sent on them).
+    /// Connection attempts a down node refused (no ask was sent on them).
     pub refused: AtomicU64,
 }
 
@@ -71,6 +71,9 @@ impl Ctx {
     }
 }
 
+/// How long a user whose node died keeps trying it before moving to another.
+const HOME_COMES_BACK: Duration = Duration::from_secs(5);
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -94,7 +97,13 @@ async fn connect(http: &str) -> Option<Ws> {
 /// A WebSocket user: `user` is its index among all users (it makes the seeds unique).
 pub async fn websocket_user(ctx: std::sync::Arc<Ctx>, user: usize) -> Vec<AskRecord> {
     let mut records = Vec::new();
-    let mut node = user % ctx.nodes.len();
+    // A user's own node, as a sticky load balancer would keep it: when it dies the user waits
+    // a few seconds for it to come back before moving on, so the restarted process gets its
+    // users back and every node keeps about a third of the sockets (its RSS then says
+    // something about leaks, not about sockets piling up on the survivors).
+    let home = user % ctx.nodes.len();
+    let mut node = home;
+    let mut lost_at: Option<Instant> = None;
     let mut socket: Option<Ws> = None;
     // Asks this socket made and saw end: a late frame of one of them is no cross-talk.
     let mut mine: HashSet<String> = HashSet::new();
@@ -102,45 +111,52 @@ pub async fn websocket_user(ctx: std::sync::Arc<Ctx>, user: usize) -> Vec<AskRec
     let mut wait = ctx.think().mul_f64(rand::rng().random_range(0.0..1.0));
     let mut seq = 0;
     loop {
-        // Think, reading the socket meanwhile: a node that dies now is noticed now, not when
-        // the next ask is written into a dead socket.
+        // Think, connected and reading the socket: a node that dies now is noticed now (not
+        // when the next ask is written into a dead socket), and its users reconnect elsewhere
+        // and go on thinking, as people would, rather than all asking at that moment.
         let until = (Instant::now() + wait).min(ctx.stop_at);
-        if let Some(ws) = socket.as_mut() {
+        while Instant::now() < until {
+            let Some(ws) = socket.as_mut() else {
+                match connect(&ctx.nodes[node]).await {
+                    Some(ws) => {
+                        mine.clear();
+                        socket = Some(ws);
+                        lost_at = None;
+                    }
+                    None => {
+                        ctx.counts.refused.fetch_add(1, Ordering::Relaxed);
+                        let waited = lost_at.get_or_insert_with(Instant::now).elapsed();
+                        if node != home || waited > HOME_COMES_BACK {
+                            node = (node + 1) % ctx.nodes.len();
+                        }
+                        // Pacing between connection attempts while a node restarts.
+                        let retry = Instant::now() + Duration::from_millis(200);
+                        tokio::time::sleep_until(retry.min(until).into()).await;
+                    }
+                }
+                continue;
+            };
             match watch(ws, &mine, until).await {
                 Ok(true) => {}
                 Ok(false) => {
                     socket = None;
-                    node = (node + 1) % ctx.nodes.len();
+                    node = home;
                 }
                 Err(why) => {
                     let end = End::Broken(Broken::CrossTalk, why);
                     ctx.counts.ended(&end);
-                    records.push(Clock::default().record(
-                        Api::WebSocket,
-                        end,
-                        None,
-                        Instant::now(),
-                    ));
+                    let at = Instant::now();
+                    records.push(Clock::default().record(Api::WebSocket, end, None, at));
                 }
             }
-        } else {
-            ctx.pause(wait).await;
         }
         if Instant::now() >= ctx.stop_at {
             break;
         }
         wait = ctx.think();
-        if socket.is_none() {
-            let Some(ws) = connect(&ctx.nodes[node]).await else {
-                ctx.counts.refused.fetch_add(1, Ordering::Relaxed);
-                node = (node + 1) % ctx.nodes.len();
-                wait = Duration::from_millis(200);
-                continue;
-            };
-            mine.clear();
-            socket = Some(ws);
-        }
         let Some(ws) = socket.as_mut() else {
+            // No node took the connection during the think time: try again shortly.
+            wait = Duration::from_millis(200);
             continue;
         };
         seq += 1;
@@ -151,7 +167,7 @@ pub async fn websocket_user(ctx: std::sync::Arc<Ctx>, user: usize) -> Vec<AskRec
         records.push(record);
         if !socket_ok {
             socket = None;
-            node = (node + 1) % ctx.nodes.len();
+            node = home;
         }
     }
     records
@@ -309,7 +325,9 @@ async fn ws_ask(
 /// An OpenAI-API stream user: `user` is its index among all users.
 pub async fn openai_user(ctx: std::sync::Arc<Ctx>, user: usize) -> Vec<AskRecord> {
     let mut records = Vec::new();
-    let mut node = user % ctx.nodes.len();
+    // Each ask goes to the user's own node, or the next one while it is down.
+    let home = user % ctx.nodes.len();
+    let mut node = home;
     let mut wait = ctx.think().mul_f64(rand::rng().random_range(0.0..1.0));
     let mut seq = 0;
     while ctx.pause(wait).await {
@@ -321,6 +339,7 @@ pub async fn openai_user(ctx: std::sync::Arc<Ctx>, user: usize) -> Vec<AskRecord
                 ctx.counts.sent.fetch_add(1, Ordering::Relaxed);
                 ctx.counts.ended(&record.end);
                 records.push(record);
+                node = home;
             }
             None => {
                 ctx.counts.refused.fetch_add(1, Ordering::Relaxed);
