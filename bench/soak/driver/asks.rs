@@ -173,8 +173,10 @@ pub async fn recover(
     let mut last = String::from("no node answered");
     while Instant::now() < deadline {
         i = (i + 1) % nodes.len();
-        let url = format!("{}/api/asks/{request_id}/result?wait=10", nodes[i]);
-        let resp = http.get(&url).timeout(Duration::from_secs(20)).send().await;
+        // A long wait: each time one runs out the node answers with the ask's status, which
+        // for an ask still planning counts the running asks in Temporal's visibility store.
+        let url = format!("{}/api/asks/{request_id}/result?wait=30", nodes[i]);
+        let resp = http.get(&url).timeout(Duration::from_secs(40)).send().await;
         let (status, body) = match resp {
             Ok(r) => {
                 let status = r.status().as_u16();

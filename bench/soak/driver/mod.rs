@@ -112,6 +112,24 @@ impl SoakOptions {
     }
 }
 
+/// How busy the machine is: the load average and the share of time something waited for a CPU
+/// over the last 5 minutes (`/proc/pressure/cpu`, "some avg300"), for the report's machine line.
+fn machine_load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let pressure = std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|p| {
+            let some = p.lines().find(|l| l.starts_with("some"))?.to_string();
+            let v = some
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("avg300="))?;
+            Some(format!("{v} %"))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("load average {}, CPU pressure {pressure}", load.join(" "))
+}
+
 /// 1 000 sockets and their nodes' need more descriptors than a default soft limit of 1024.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
@@ -131,6 +149,7 @@ fn raise_fd_limit() {
 /// not start); a broken promise is in the report.
 pub async fn run(o: SoakOptions) -> anyhow::Result<Report> {
     raise_fd_limit();
+    let machine_at_start = machine_load();
     let cluster = Arc::new(cluster::Cluster::start(o.nodes, &o.node_config()).await?);
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.http.clone()).collect();
     let http = reqwest::Client::builder()
@@ -210,8 +229,13 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<Report> {
         let _ = p.await;
     }
     cluster.stop().await;
+    let machine = format!(
+        "Machine: {} cores; at the start {machine_at_start}, at the end {} (the soak shares the cores with anything else running: compare runs on an otherwise idle machine).",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        machine_load()
+    );
     Ok(Report {
-        setup: o.setup(),
+        setup: format!("{}\n\n{machine}", o.setup()),
         bounds: Bounds {
             deadline_s: o.ask_deadline.as_secs_f64(),
             max_failed_ratio: o.max_failed_ratio,
