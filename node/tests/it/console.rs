@@ -108,9 +108,16 @@ fn steps(tree: &[Value]) -> Vec<(String, String)> {
 }
 
 /// The result's parts on the page, by name.
+/// The result's parts, once the page shows them (it fetches the result after the tree says
+/// completed).
 async fn parts(page: &mut Page) -> Vec<String> {
     let v = page
-        .eval("[...document.querySelectorAll('#wf-result .wf-part')].map(p => p.dataset.part)")
+        .wait(
+            "the result's parts",
+            Duration::from_secs(30),
+            "(() => { const p = [...document.querySelectorAll('#wf-result .wf-part')]\
+             .map(p => p.dataset.part); return p.length ? p : null; })()",
+        )
         .await;
     serde_json::from_value(v).unwrap_or_default()
 }
