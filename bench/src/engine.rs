@@ -73,6 +73,8 @@ pub struct EngineRow {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct EngineReport {
+    /// The GGUF's file name.
+    pub model: String,
     /// Orrery (quantized) ÷ llama.cpp, 2 threads.
     pub tg_ratio: f64,
     pub pp_ratio: f64,
@@ -240,6 +242,8 @@ pub struct EngineArgs<'a> {
     pub reps: usize,
     pub gen_tokens: u32,
     pub threads: &'a [usize],
+    /// Whether to measure the engine on weights expanded to f32 too (rows "orrery f32").
+    pub f32: bool,
 }
 
 /// Medians over repetitions; ratios are medians of the ratios of neighbouring runs, so a burst of
@@ -266,7 +270,9 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
         let (mut qs, mut ls, mut fs) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 1..=a.reps.max(1) {
             eprintln!(
-                "engine: {t} thread(s), repetition {rep}: orrery quantized, llama-bench, orrery f32"
+                "engine: {}, {t} thread(s), repetition {rep}: orrery quantized, llama-bench{}",
+                a.model.display(),
+                if a.f32 { ", orrery f32" } else { "" }
             );
             crate::quiet::settle(&format!("engine {t} thread(s) repetition {rep}"));
             let q = probe(&spec(Precision::Quantized), t)?;
@@ -282,7 +288,9 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
                     .llama_bench(a.model, q.prompt_tokens, a.gen_tokens, t, 1)?,
             );
             qs.push(q);
-            fs.push(probe(&spec(Precision::F32), t)?);
+            if a.f32 {
+                fs.push(probe(&spec(Precision::F32), t)?);
+            }
         }
         let med = |xs: Vec<f64>| round(median(&xs), 1);
         let lpp: Vec<f64> = ls.iter().map(|l| l.pp_tps).collect();
@@ -321,13 +329,19 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
             pp_ratio: None,
             tg_ratio: None,
         });
-        rows.push(orrery_row("orrery f32", &fs, wf));
+        if a.f32 {
+            rows.push(orrery_row("orrery f32", &fs, wf));
+        }
     }
     let at2 = rows
         .iter()
         .find(|r| r.engine == "orrery quantized" && r.threads == 2)
         .or_else(|| rows.iter().find(|r| r.engine == "orrery quantized"));
     Ok(EngineReport {
+        model: a.model.file_name().map_or_else(
+            || a.model.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         tg_ratio: at2.and_then(|r| r.tg_ratio).unwrap_or(f64::NAN),
         pp_ratio: at2.and_then(|r| r.pp_ratio).unwrap_or(f64::NAN),
         prompt_tokens,

@@ -8,6 +8,9 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub memory_gib: f64,
+    /// The kernels Orrery's engine chose on this CPU (avx512, avx2, scalar; `ORRERY_SIMD` forces
+    /// one).
+    pub simd: String,
     pub kernel: String,
     pub os: String,
     pub hostname: String,
@@ -38,6 +41,7 @@ impl Machine {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_gib: crate::stats::round(memory_kib / 1024.0 / 1024.0, 1),
+            simd: orrery_cpu::quant::simd_path().to_string(),
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             os,
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),

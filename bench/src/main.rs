@@ -54,6 +54,10 @@ struct Cli {
     /// GGUF to benchmark (default: the default model, SmolLM2-135M-Instruct Q4_1).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Engine section: a second model, of a real shape (bench/run passes the random-weight
+    /// Llama-3.2-1B-shaped Q4_K_M file that bench/make-1b writes); measured without the f32 rows.
+    #[arg(long, env = "ORRERY_BENCH_MODEL_1B")]
+    model_1b: Option<PathBuf>,
     /// Where to write the JSON (default: bench/results/latest.json for a full run,
     /// bench/results/<sections>.tmp otherwise).
     #[arg(long)]
@@ -131,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         load_average_end: String::new(),
         contention: Vec::new(),
         engine: None,
+        engine_1b: None,
         serving: None,
         overhead: None,
         cluster: None,
@@ -144,7 +149,18 @@ fn main() -> anyhow::Result<()> {
             reps: if q { 1 } else { 5 },
             gen_tokens: if q { 32 } else { 128 },
             threads: &[1, 2],
+            f32: true,
         })?);
+        if let Some(big) = &cli.model_1b {
+            results.engine_1b = Some(engine::run(&engine::EngineArgs {
+                model: big,
+                peer,
+                reps: if q { 1 } else { 3 },
+                gen_tokens: if q { 16 } else { 64 },
+                threads: &[1, 2],
+                f32: false,
+            })?);
+        }
     }
     let rt = tokio::runtime::Runtime::new()?;
     if has(Section::Serving) || has(Section::Overhead) {

@@ -21,6 +21,9 @@ pub struct Results {
     pub contention: Vec<crate::quiet::Contention>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineReport>,
+    /// The engine on a model of a real shape (random weights, Llama 3.2 1B's dimensions, Q4_K_M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_1b: Option<EngineReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +59,10 @@ impl Results {
         if let Some(e) = &self.engine {
             at_least("engine.tg_ratio", e.tg_ratio, 1.0, ">= 1.0");
             at_least("engine.pp_ratio", e.pp_ratio, 1.0, ">= 1.0");
+        }
+        if let Some(e) = &self.engine_1b {
+            at_least("engine.tg_ratio_1b", e.tg_ratio, 1.0, ">= 1.0");
+            at_least("engine.pp_ratio_1b", e.pp_ratio, 1.0, ">= 1.0");
         }
         if let Some(s) = &self.serving {
             at_least(
@@ -101,10 +108,11 @@ impl Results {
         let m = &self.machine;
         let _ = writeln!(
             s,
-            "Machine: {} ({} cores, {} GiB), {}, commit {}, {}; load average {} at the start, {} at the end\n",
+            "Machine: {} ({} cores, {} GiB, Orrery's SIMD path {}), {}, commit {}, {}; load average {} at the start, {} at the end\n",
             m.cpu,
             m.cores,
             m.memory_gib,
+            m.simd,
             m.os,
             m.commit,
             m.date,
@@ -123,6 +131,9 @@ impl Results {
             );
         }
         if let Some(e) = &self.engine {
+            engine_table(&mut s, e);
+        }
+        if let Some(e) = &self.engine_1b {
             engine_table(&mut s, e);
         }
         if let Some(v) = &self.serving {
@@ -173,8 +184,8 @@ fn opt(x: Option<f64>) -> String {
 fn engine_table(s: &mut String, e: &EngineReport) {
     let _ = writeln!(
         s,
-        "Engine: prompt processing (pp, {} prompt tokens) and generation (tg, {} tokens), tokens/s\n",
-        e.prompt_tokens, e.gen_tokens
+        "Engine, {}: prompt processing (pp, {} prompt tokens) and generation (tg, {} tokens), tokens/s\n",
+        e.model, e.prompt_tokens, e.gen_tokens
     );
     let _ = writeln!(
         s,
@@ -202,7 +213,7 @@ fn engine_table(s: &mut String, e: &EngineReport) {
         .collect();
     let _ = writeln!(
         s,
-        "\nMemory read bandwidth: {}. Weights read per token: {:.1} MB quantized, {:.1} MB f32.\n",
+        "\nMemory read bandwidth: {}. Weights read per token: {:.1} MB quantized, {:.1} MB as f32.\n",
         bw.join(", "),
         e.weight_bytes_quantized as f64 / 1e6,
         e.weight_bytes_f32 as f64 / 1e6
