@@ -206,10 +206,22 @@ unsafe fn acc<const N: usize>(
 ) {
     for n in 0..N {
         let x = xp[n].add(at);
-        let p = _mm512_mul_ps(w[0], _mm512_loadu_ps(x));
-        acc[n] = _mm512_add_ps(acc[n], _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x.add(16)), p));
+        if N >= FMA_CHAINS_FROM {
+            // Enough independent accumulators (two per token) to hide the FMA latency: fold
+            // the unit straight in, two instructions per token instead of three.
+            acc[n] = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(x), acc[n]);
+            acc[n] = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x.add(16)), acc[n]);
+        } else {
+            // Few tokens: a fresh product per unit keeps the dependency chain one add long.
+            let p = _mm512_mul_ps(w[0], _mm512_loadu_ps(x));
+            acc[n] = _mm512_add_ps(acc[n], _mm512_fmadd_ps(w[1], _mm512_loadu_ps(x.add(16)), p));
+        }
     }
 }
+
+/// From this many tokens per group, [`acc`] chains FMAs into the accumulators: 2 × N chains of
+/// two FMAs per unit pair keep both FMA ports busy.
+const FMA_CHAINS_FROM: usize = 4;
 
 /// `N` tokens against one row; as `avx2::dot`.
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]

@@ -331,3 +331,36 @@ fn split_row_ranges_fill_a_strided_output() {
         }
     }
 }
+
+/// More rows than a tile and more columns than one L1 block of activations: the partial sums of
+/// every column block add up, on every path, and a range that starts and ends inside tiles
+/// writes only its own rows.
+#[test]
+fn tiled_rows_and_column_blocks_add_up() {
+    let mut seed = 29;
+    let (rows, cols) = (ROW_TILE + 9, 3 * 1024 + 256);
+    for format in [Format::Q4_1, Format::Q4_K, Format::Q6_K, Format::F16] {
+        let (m, _) = random_matrix(format, rows, cols, &mut seed);
+        for tokens in [1, 4, 9] {
+            let x: Vec<f32> = (0..tokens * cols).map(|_| unit(&mut seed)).collect();
+            let want = reference(&m, &x);
+            let scale = (0..cols).map(|i| x[i].abs()).sum::<f32>();
+            for path in SimdPath::available() {
+                let mut got = vec![f32::NAN; tokens * rows];
+                for range in [0..5, 5..rows] {
+                    // SAFETY: `got` holds tokens × rows; the ranges do not overlap.
+                    unsafe { m.mul_rows_on(path, range, &x, got.as_mut_ptr(), rows) };
+                }
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{} {} tokens {tokens} element {i}: got {g}, want {w}",
+                        format.name(),
+                        path.name()
+                    );
+                }
+            }
+        }
+    }
+}

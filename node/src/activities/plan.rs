@@ -75,9 +75,16 @@ impl ClusterActivities {
             Some(f) => f,
             None => {
                 metrics::counter!("orrery_route_queries_total").increment(1);
-                // Without the loop (disabled or not started yet) everything stays local.
-                let routes = (self.routes)(ctx.client()).await.unwrap_or_default();
-                let f = fallbacks(&routes);
+                // Bounded: a query to a loop whose worker just died waits for that worker's
+                // sticky queue to time out (measured: the first ask after a node restart planned
+                // for 30 s). Then, or without the loop (disabled or not started yet), the routes
+                // last heard stand, else everything stays local; the loop's next push corrects it.
+                let f = match tokio::time::timeout(ROUTES_QUERY_WAIT, (self.routes)(ctx.client()))
+                    .await
+                {
+                    Ok(Some(routes)) => fallbacks(&routes),
+                    Ok(None) | Err(_) => known.latest().unwrap_or_default(),
+                };
                 known.set(f.clone());
                 f
             }
@@ -92,6 +99,9 @@ impl ClusterActivities {
         }
     }
 }
+
+/// Longest a plan waits for the scaling loop to answer the routes query.
+const ROUTES_QUERY_WAIT: Duration = Duration::from_secs(2);
 
 /// How long routes this node heard stay good without a push.
 const ROUTES_FRESH: Duration = Duration::from_secs(15);

@@ -30,6 +30,12 @@ impl KnownRoutes {
             .map(|(_, r)| r.clone())
     }
 
+    /// The routes last heard, however old.
+    pub fn latest(&self) -> Option<Fallbacks> {
+        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        known.as_ref().map(|(_, r)| r.clone())
+    }
+
     pub fn set(&self, routes: Fallbacks) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), routes));
     }
