@@ -1,12 +1,16 @@
 //! Orrery's benchmark suite: the engine against llama.cpp, serving under concurrent users against
 //! llama-server, the orchestration overhead on time to first token (issue #6), and the cluster
-//! orchestration with 1, 2 and 3 nodes (issue #3). Prints tables and writes them as JSON.
+//! orchestration with 1, 2 and 3 nodes (issue #3), the CPU time per ask outside the engine and
+//! the token delivery latency of 1 000 WebSocket users on one node (issue 14). Prints tables and
+//! writes them as JSON.
 //!
 //! Run it through `bench/run`, which builds the peer and this binary first. Loopback only.
 
 mod bandwidth;
 mod cluster;
+mod cpu;
 mod engine;
+mod fanout;
 mod load;
 mod machine;
 mod multiturn;
@@ -29,14 +33,16 @@ enum Section {
     Overhead,
     Cluster,
     Multiturn,
+    Fanout,
 }
 
-const ALL: [Section; 5] = [
+const ALL: [Section; 6] = [
     Section::Engine,
     Section::Serving,
     Section::Overhead,
     Section::Cluster,
     Section::Multiturn,
+    Section::Fanout,
 ];
 
 #[derive(Parser, Debug)]
@@ -88,6 +94,9 @@ struct Cli {
     /// Cluster benchmark: seconds of load per cluster size.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Fan-out benchmark: WebSocket users on one node (default 1000, 200 with --quick).
+    #[arg(long)]
+    fanout_users: Option<usize>,
     /// Longest wait, in seconds, for other work on the machine to quiet down before each
     /// measurement (what it was is recorded either way).
     #[arg(long, default_value_t = 15)]
@@ -140,6 +149,7 @@ fn main() -> anyhow::Result<()> {
         overhead: None,
         cluster: None,
         multiturn: None,
+        fanout: None,
         targets: Vec::new(),
     };
     if let (true, Some(peer)) = (has(Section::Engine), &peer) {
@@ -183,6 +193,18 @@ fn main() -> anyhow::Result<()> {
         results.serving = serving;
         results.overhead = overhead;
     }
+    if has(Section::Overhead) {
+        let cpu = rt.block_on(cpu::run(&cpu::CpuArgs {
+            asks: if q { 60 } else { 200 },
+            clients: 4,
+            answer_tokens: 16,
+            rate: 2000,
+        }))?;
+        if let Some(o) = &mut results.overhead {
+            o.cpu_ms_per_ask = cpu.cpu_ms_per_ask;
+            o.cpu = Some(cpu);
+        }
+    }
     if has(Section::Cluster) {
         results.cluster = Some(rt.block_on(cluster::run(&cluster::ClusterArgs {
             nodes: &cli.nodes,
@@ -200,6 +222,17 @@ fn main() -> anyhow::Result<()> {
             cli.threads,
             cli.heartbeat_timeout,
         ))?);
+    }
+    if has(Section::Fanout) {
+        // Each answer outlasts the ramp, so that at its end every user streams at once; the
+        // whole section stays near 2.5 minutes (30 s with --quick).
+        let users = cli.fanout_users.unwrap_or(if q { 200 } else { 1000 });
+        results.fanout = Some(rt.block_on(fanout::run(&fanout::FanoutArgs {
+            users,
+            rate: 4,
+            answer_tokens: if q { 80 } else { 320 },
+            ramp: Duration::from_millis(60),
+        }))?);
     }
     drop(rt);
 

@@ -2,6 +2,7 @@
 
 use crate::cluster::ClusterReport;
 use crate::engine::EngineReport;
+use crate::fanout::FanoutReport;
 use crate::machine::Machine;
 use crate::multiturn::MultiturnReport;
 use crate::serving::{OverheadReport, ServingReport};
@@ -32,6 +33,8 @@ pub struct Results {
     pub cluster: Option<ClusterReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multiturn: Option<MultiturnReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutReport>,
     pub targets: Vec<Target>,
 }
 
@@ -100,6 +103,14 @@ impl Results {
                 met: o.p50_ms <= 25.0,
             });
         }
+        if let Some(f) = &self.fanout {
+            t.push(Target {
+                figure: "fanout.delivery_p99_ms",
+                value: f.delivery_p99_ms,
+                target: "<= 50",
+                met: f.delivery_p99_ms <= 50.0,
+            });
+        }
         self.targets = t;
     }
 
@@ -147,6 +158,9 @@ impl Results {
         }
         if let Some(m) = &self.multiturn {
             multiturn_table(&mut s, m);
+        }
+        if let Some(f) = &self.fanout {
+            fanout_table(&mut s, f);
         }
         if !self.targets.is_empty() {
             let _ = writeln!(
@@ -282,6 +296,57 @@ fn overhead_table(s: &mut String, o: &OverheadReport) {
     ];
     for (name, p50, p99) in rows {
         let _ = writeln!(s, "| {name} | {} | {} |", num(p50), num(p99));
+    }
+    s.push('\n');
+    if let Some(c) = &o.cpu {
+        let _ = writeln!(
+            s,
+            "CPU time per ask outside the engine: synthetic engine at {} tok/s, {}-token answers, {} WebSocket clients, {} asks done ({} failed) in {} s (CPU ms per ask)\n",
+            c.rate, c.answer_tokens, c.clients, c.asks_done, c.asks_failed, c.elapsed_s
+        );
+        let _ = writeln!(s, "| process | CPU ms per ask |\n|---|---|");
+        for (name, ms) in [
+            ("orrery node", c.node_ms_per_ask),
+            ("Temporal dev server", c.temporal_ms_per_ask),
+            ("**both** (`overhead.cpu_ms_per_ask`)", c.cpu_ms_per_ask),
+        ] {
+            let _ = writeln!(s, "| {name} | {} |", num(ms));
+        }
+        s.push('\n');
+    }
+}
+
+fn fanout_table(s: &mut String, f: &FanoutReport) {
+    let _ = writeln!(
+        s,
+        "WebSocket fan-out: {} users on one node ({} connected), synthetic engine at {} tok/s, {}-token answers, one ask every {} ms; token delivery = engine generated → client received (ms)\n",
+        f.users, f.connected, f.rate, f.answer_tokens, f.ramp_ms
+    );
+    let _ = writeln!(
+        s,
+        "| delivery p50 | delivery p99 | delivery max | peak concurrent streams | tokens received | asks done | asks failed | seconds |\n|---|---|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        num(f.delivery_p50_ms),
+        num(f.delivery_p99_ms),
+        num(f.delivery_max_ms),
+        f.peak_streams,
+        f.tokens_received,
+        f.asks_done,
+        f.asks_failed,
+        num(f.elapsed_s)
+    );
+    if f.unstamped_words > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} word(s) arrived without a stamp.",
+            f.unstamped_words
+        );
+    }
+    if let Some(e) = &f.first_error {
+        let _ = writeln!(s, "\nFirst failure: {e}");
     }
     s.push('\n');
 }

@@ -146,6 +146,11 @@ impl Node {
         orrery::client::ws_url(&self.http)
     }
 
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         tail(&self.log_path, 40)
     }

@@ -71,6 +71,10 @@ pub struct OverheadReport {
     /// `orrery` − `direct`, percentile by percentile: the same figure from two separate runs,
     /// so it carries the engine's own run-to-run noise.
     pub unpaired: Latency,
+    /// CPU milliseconds per ask outside the engine, node + Temporal dev server (see
+    /// [`crate::cpu`]); NaN (null) until measured.
+    pub cpu_ms_per_ask: f64,
+    pub cpu: Option<crate::cpu::CpuReport>,
 }
 
 /// The node under test. Its heartbeat timeout is raised from the default 4 s (`bench/run` passes
@@ -226,6 +230,8 @@ fn overhead_report(through: &[load::Sample], direct_ms: &[f64], requests: usize)
             p50_ms: added(50.0),
             p99_ms: added(99.0),
         },
+        cpu_ms_per_ask: f64::NAN,
+        cpu: None,
     }
 }
 

@@ -20,6 +20,7 @@ use ractor_cluster::RactorMessage;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use temporalio_client::Client;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 #[derive(Clone)]
@@ -103,12 +104,34 @@ fn options_for(queue: &str, args: &WorkerHostArgs) -> Result<WorkerOptions, Stri
             .build())
     } else {
         Ok(WorkerOptions::new(queue)
+            .tuner(fixed_slots(node_activity_slots(&config.models)))
             .register_activities(NodeActivities::new(config.node_id.clone(), handle.clone()))
             .register_activities(NodeScalingActivities::new(handle.clone()))
             .register_activities(flows())
             .graceful_shutdown_period(grace)
             .build())
     }
+}
+
+/// The SDK's default number of slots of each kind.
+const DEFAULT_SLOTS: usize = 100;
+
+/// Activity slots of this node's queue: a `generate` activity holds one for its whole answer, so
+/// the SDK's default of 100 would cap the answers streaming from this node at 100 whatever
+/// `max_sequences` says; one per sequence a model may run (64, the largest measured, where it is
+/// measured at load), plus the default for everything else.
+fn node_activity_slots(models: &[crate::config::ModelConfig]) -> usize {
+    let sequences: usize = models.iter().map(|m| m.max_sequences.unwrap_or(64)).sum();
+    DEFAULT_SLOTS + sequences
+}
+
+fn fixed_slots(activities: usize) -> TunerHolder {
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT_SLOTS))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT_SLOTS))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(DEFAULT_SLOTS))
+        .build()
 }
 
 /// Drives a worker's future on this thread; a panic in it becomes an error (the host then fails
@@ -262,6 +285,34 @@ impl Actor for WorkerHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sequence_of_every_model_has_an_activity_slot() {
+        let model = |source: &str, max_sequences| crate::config::ModelConfig {
+            id: crate::protocol::ModelId::new("m"),
+            source: crate::config::parse_source(source).unwrap(),
+            load: true,
+            max_sequences,
+            precision: Default::default(),
+            context: None,
+            prefix_cache: true,
+            min_replicas: 1,
+            max_replicas: 8,
+            fallback: None,
+        };
+        // (models, wanted slots)
+        let cases = [
+            (vec![], 100),
+            (vec![model("synthetic:5", Some(1000))], 1100),
+            (
+                vec![model("synthetic:5", Some(4)), model("path:/m.gguf", None)],
+                168,
+            ),
+        ];
+        for (models, want) in cases {
+            assert_eq!(node_activity_slots(&models), want, "{models:?}");
+        }
+    }
 
     #[test]
     fn a_panicking_worker_is_an_error_not_a_silent_thread() {

@@ -202,10 +202,14 @@ pub fn open_engine(
         )
     };
     match &config.source {
-        ModelSource::Synthetic { tokens_per_second } => Ok(Arc::new(SyntheticEngine::new(
+        ModelSource::Synthetic {
+            tokens_per_second,
+            stamped,
+        } => Ok(Arc::new(SyntheticEngine::new(
             config.id.as_str(),
             SyntheticConfig {
                 tokens_per_second: *tokens_per_second,
+                stamped: *stamped,
                 max_sequences: config.max_sequences.unwrap_or(DEFAULT_MAX_SEQUENCES),
                 ..SyntheticConfig::default()
             },

@@ -53,8 +53,12 @@ pub enum ModelSource {
     Package { package: String, file: String },
     /// A GGUF file on disk.
     Path(PathBuf),
-    /// A synthetic engine of fixed token rate, for orchestration tests and benchmarks only.
-    Synthetic { tokens_per_second: f64 },
+    /// A synthetic engine of fixed token rate, for orchestration tests and benchmarks only;
+    /// `stamped` (`synthetic:RATE/stamped`) makes each word carry when it was generated.
+    Synthetic {
+        tokens_per_second: f64,
+        stamped: bool,
+    },
     /// A GGUF file of a Hugging Face repository, fetched with hf-hub into its cache on first load.
     HuggingFace {
         owner: String,

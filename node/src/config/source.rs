@@ -22,7 +22,16 @@ pub fn parse_source(s: &str) -> Result<ModelSource, String> {
     } else if let Some(rest) = s.strip_prefix("path:") {
         Ok(ModelSource::Path(PathBuf::from(rest)))
     } else if let Some(rest) = s.strip_prefix("synthetic:") {
-        let tps: f64 = rest
+        let (rate, stamped) = match rest.split_once('/') {
+            None => (rest, false),
+            Some((rate, "stamped")) => (rate, true),
+            Some((_, mode)) => {
+                return Err(format!(
+                    "synthetic source `{s}`: unknown mode `{mode}` (synthetic:RATE or synthetic:RATE/stamped)"
+                ));
+            }
+        };
+        let tps: f64 = rate
             .parse()
             .map_err(|_| format!("synthetic source `{s}` needs a token rate: synthetic:50"))?;
         if !(tps > 0.0 && tps <= 100_000.0) {
@@ -32,6 +41,7 @@ pub fn parse_source(s: &str) -> Result<ModelSource, String> {
         }
         Ok(ModelSource::Synthetic {
             tokens_per_second: tps,
+            stamped,
         })
     } else if let Some(rest) = s.strip_prefix("hf:") {
         let mut parts = rest.splitn(3, '/');
@@ -67,7 +77,7 @@ pub fn parse_source(s: &str) -> Result<ModelSource, String> {
         })
     } else {
         Err(format!(
-            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, hf:OWNER/REPO/FILE, synthetic:RATE, openai:URL, ollama:URL"
+            "model source `{s}` is not one of package:NAME[/FILE], path:FILE, hf:OWNER/REPO/FILE, synthetic:RATE[/stamped], openai:URL, ollama:URL"
         ))
     }
 }

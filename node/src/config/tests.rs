@@ -192,6 +192,26 @@ fn model_sources_parse() {
         Ok(ModelSource::Synthetic { .. })
     ));
     assert!(parse_source("synthetic:-1").is_err());
+    // (source, wanted rate and stamped mode, or None for an error)
+    let synthetic: &[(&str, Option<(f64, bool)>)] = &[
+        ("synthetic:50", Some((50.0, false))),
+        ("synthetic:2.5/stamped", Some((2.5, true))),
+        ("synthetic:50/fast", None),
+        ("synthetic:50/", None),
+        ("synthetic:/stamped", None),
+        ("synthetic:0/stamped", None),
+    ];
+    for (source, want) in synthetic {
+        let got = match parse_source(source) {
+            Ok(ModelSource::Synthetic {
+                tokens_per_second,
+                stamped,
+            }) => Some((tokens_per_second, stamped)),
+            Ok(other) => panic!("{source}: parsed as {other:?}"),
+            Err(_) => None,
+        };
+        assert_eq!(got, *want, "{source}");
+    }
     assert!(matches!(
         parse_source("hf:org/repo/dir/m.gguf"),
         Ok(ModelSource::HuggingFace { file, .. }) if file == "dir/m.gguf"
@@ -203,6 +223,36 @@ fn model_sources_parse() {
     ));
     assert!(parse_source("ollama:h:1").is_err());
     assert!(parse_source("package:foo").is_err());
+}
+
+#[test]
+fn a_synthetic_model_may_run_thousands_of_sequences_a_real_one_64() {
+    // (source, max_sequences, accepted)
+    let cases = [
+        ("synthetic:5", 64, true),
+        ("synthetic:5/stamped", 1000, true),
+        ("synthetic:5", 4096, true),
+        ("synthetic:5", 4097, false),
+        ("path:/m.gguf", 64, true),
+        ("path:/m.gguf", 65, false),
+        ("path:/m.gguf", 0, false),
+    ];
+    for (source, n, accepted) in cases {
+        let file = format!(
+            "[[models]]\nid = \"m\"\nsource = \"{source}\"\nload = false\nmax_sequences = {n}\n"
+        );
+        let got = Config::resolve(Some(&file), &env(&[]), &Overrides::default());
+        match got {
+            Ok(c) => {
+                assert!(accepted, "{source} with {n} sequences was accepted");
+                assert_eq!(c.models[0].max_sequences, Some(n));
+            }
+            Err(e) => {
+                assert!(!accepted, "{source} with {n} sequences: {e}");
+                assert!(e.to_string().contains("max_sequences"), "{e}");
+            }
+        }
+    }
 }
 
 /// One failing configuration per class of error, each alone (so none hides behind another), and

@@ -40,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 pub use self::local::{DEFAULT_CONTEXT, LocalConfig, LocalEngine, THREADS_ENV};
 pub use self::remote::{RemoteConfig, RemoteEngine, RemoteKind};
 pub use self::stats::GenMetrics;
-pub use self::synthetic::{SyntheticConfig, SyntheticEngine, synthetic_token, synthetic_word};
+pub use self::synthetic::{
+    SyntheticConfig, SyntheticEngine, stamped_word, synthetic_token, synthetic_word, word_stamp,
+};
 pub use self::weights::Precision;
 
 pub use crate::protocol::chat::{

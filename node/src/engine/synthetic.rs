@@ -1,9 +1,11 @@
 //! A synthetic engine for orchestration tests and benchmarks only: no model, a fixed token rate per
 //! answer and deterministic text ("w1 w2 w3 ...", or "w1:7 w2:7 ..." for an ask with seed 7), with
-//! the same queueing, cancellation, stop and resume behaviour as the real engine.
+//! the same queueing, cancellation, stop and resume behaviour as the real engine. Stamped, each
+//! word also carries when it was generated ("w3@1733345000123456"), so a client can measure how
+//! long delivery took.
 
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -29,6 +31,8 @@ pub struct SyntheticConfig {
     /// `max_tokens` (`Length`).
     pub answer_tokens: Option<u32>,
     pub context_len: u32,
+    /// Each word carries the wall-clock time it was handed to the stream (see [`stamped_word`]).
+    pub stamped: bool,
 }
 
 impl Default for SyntheticConfig {
@@ -38,6 +42,7 @@ impl Default for SyntheticConfig {
             max_sequences: 4,
             answer_tokens: None,
             context_len: 4096,
+            stamped: false,
         }
     }
 }
@@ -56,6 +61,26 @@ pub fn synthetic_word(k: u32, seed: u64) -> String {
         0 => format!("{space}w{}", k + 1),
         s => format!("{space}w{}:{s}", k + 1),
     }
+}
+
+/// [`synthetic_word`] stamped with `unix_us`, the wall-clock time it was generated in microseconds
+/// since the Unix epoch: "w3@1733345000123456", or "w3:7@1733345000123456" with seed 7.
+pub fn stamped_word(k: u32, seed: u64, unix_us: u64) -> String {
+    format!("{}@{unix_us}", synthetic_word(k, seed))
+}
+
+/// The generation time a stamped word carries (microseconds since the Unix epoch); `None` for a
+/// word without a stamp. Leading whitespace is ignored.
+pub fn word_stamp(word: &str) -> Option<u64> {
+    let (_, stamp) = word.trim_start().rsplit_once('@')?;
+    stamp.parse().ok()
+}
+
+fn unix_micros() -> u64 {
+    // A clock set before 1970 stamps 0; the stamp is a measurement, not a correctness matter.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Prompt tokens as the synthetic engine counts them: words plus a few per message for the
@@ -274,7 +299,13 @@ fn advance(
         r.first_token = Some(now);
         stats.first_token(now - r.job.received);
     }
-    let text = synthetic_word(r.next, r.job.req.params.seed);
+    let seed = r.job.req.params.seed;
+    let text = if config.stamped {
+        // Taken as late as possible: the token is handed to the stream right below.
+        stamped_word(r.next, seed, unix_micros())
+    } else {
+        synthetic_word(r.next, seed)
+    };
     r.next += 1;
     r.generated += 1;
     r.due += interval;

@@ -117,6 +117,74 @@ async fn a_seed_tags_every_word_and_a_resume_keeps_it() {
 }
 
 #[tokio::test]
+async fn stamped_words_carry_when_they_were_generated() {
+    let e = engine(SyntheticConfig {
+        tokens_per_second: 100.0,
+        stamped: true,
+        ..SyntheticConfig::default()
+    });
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_micros() as u64
+    };
+    // (seed, resume text, wanted words without their stamps)
+    let cases = [
+        (0, "", vec!["w1", "w2", "w3"]),
+        (7, "", vec!["w1:7", "w2:7", "w3:7"]),
+        (7, "w1:7@1 w2:7@2", vec!["w3:7"]),
+    ];
+    for (seed, resume, want) in cases {
+        let mut req = request(3, &[], resume);
+        req.params.seed = seed;
+        let before = now_us();
+        let got = collect(e.generate(req), LIMIT).await;
+        let after = now_us();
+        let text = got.text();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let stamps: Vec<u64> = words.iter().filter_map(|w| word_stamp(w)).collect();
+        let bare: Vec<&str> = words
+            .iter()
+            .map(|w| w.split_once('@').map_or(*w, |(b, _)| b))
+            .collect();
+        assert_eq!(bare, want, "seed {seed}, resume {resume:?}: {words:?}");
+        assert_eq!(stamps.len(), want.len(), "every word stamped: {words:?}");
+        // Generated in order, at 100 tokens/s, during this call.
+        assert!(
+            stamps.windows(2).all(|p| p[1] >= p[0] + 5_000),
+            "{stamps:?}"
+        );
+        assert!(
+            stamps.iter().all(|t| (before..=after).contains(t)),
+            "{stamps:?} not within {before}..={after}"
+        );
+    }
+}
+
+#[test]
+fn stamps_are_read_back() {
+    let cases = [
+        (
+            stamped_word(0, 0, 1_733_345_000_123_456),
+            "w1@1733345000123456",
+        ),
+        (stamped_word(2, 7, 42), " w3:7@42"),
+    ];
+    for (word, want) in &cases {
+        assert_eq!(word, want);
+    }
+    assert_eq!(word_stamp(" w3:7@42"), Some(42));
+    assert_eq!(
+        word_stamp("w1@1733345000123456"),
+        Some(1_733_345_000_123_456)
+    );
+    assert_eq!(word_stamp("w1"), None);
+    assert_eq!(word_stamp("w1:7"), None);
+    assert_eq!(word_stamp("w1@"), None);
+}
+
+#[tokio::test]
 async fn keeps_its_token_rate() {
     let e = engine(SyntheticConfig {
         tokens_per_second: 100.0,
