@@ -253,8 +253,9 @@ pub fn openai_body(prompt: &str, max_tokens: u32) -> Value {
         "temperature": 0,
         "stream": true,
         "stream_options": {"include_usage": true},
-        // Orrery has no prompt cache: make the peer process every prompt too.
-        "cache_prompt": false,
+        // Both servers with their prompt caches, as they run by default (Orrery's prefix cache,
+        // llama-server's `cache_prompt`).
+        "cache_prompt": true,
     })
 }
 

@@ -38,7 +38,7 @@ pub struct Results {
     pub targets: Vec<Target>,
 }
 
-/// One of issue #6's targets and whether this run met it.
+/// One of the benchmark targets (issues 6, 10 and 14) and whether this run met it.
 #[derive(Debug, Serialize)]
 pub struct Target {
     pub figure: &'static str,
@@ -165,7 +165,7 @@ impl Results {
         if !self.targets.is_empty() {
             let _ = writeln!(
                 s,
-                "Targets (issue #6)\n\n| figure | value | target | met |\n|---|---|---|---|"
+                "Targets (issues 6, 10, 14)\n\n| figure | value | target | met |\n|---|---|---|---|"
             );
             for t in &self.targets {
                 let met = if t.met { "yes" } else { "no" };
