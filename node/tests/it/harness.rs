@@ -195,6 +195,37 @@ impl Sandbox {
     }
 }
 
+/// A failed test shows what its Temporal dev server said (its log lives in the sandbox, which is
+/// deleted with it): a server that died under a test is otherwise a mystery.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("temporal.log")).unwrap_or_default();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            // A dead, unreaped child is a zombie ("Z") in /proc; a reaped one has no entry.
+            let running = self
+                .temporal
+                .pid()
+                .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+                .is_some_and(|stat| !stat.contains(") Z "));
+            eprintln!(
+                "temporal dev server at {} ({}), the end of its log:\n{tail}",
+                self.temporal.address,
+                if running { "running" } else { "exited" }
+            );
+        }
+    }
+}
+
 pub struct Node {
     pub id: String,
     pub http: String,
