@@ -15,6 +15,7 @@ use crate::kernels::Matrix;
 pub mod config;
 mod load;
 mod pass;
+mod spread;
 
 pub use config::{Activation, Arch, ModelConfig, SUPPORTED};
 use pass::{Buffers, Pass, Ptr, Shared, SpinBarrier};
@@ -346,13 +347,17 @@ impl Model {
             threads,
             scores_len: max_pos + 1,
         };
+        let spread = spread::Spread::here(threads);
         let panicked = std::thread::scope(|s| {
             let workers: Vec<_> = (1..threads)
                 .map(|tid| {
-                    let pass = &pass;
+                    let (pass, spread) = (&pass, &spread);
                     std::thread::Builder::new()
                         .name("engine-worker".into())
-                        .spawn_scoped(s, move || pass.run_guarded(tid))
+                        .spawn_scoped(s, move || {
+                            spread.apply();
+                            pass.run_guarded(tid)
+                        })
                 })
                 .collect();
             if workers.iter().any(|w| w.is_err()) {
