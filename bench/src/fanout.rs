@@ -93,24 +93,8 @@ fn config(users: usize, rate: u32) -> String {
     )
 }
 
-/// 1 000 sockets on this side and 1 000 on the node (which inherits the limit) need more
-/// descriptors than a default soft limit of 1024.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a valid struct of this process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 pub async fn run(a: &FanoutArgs) -> anyhow::Result<FanoutReport> {
-    raise_fd_limit();
+    crate::fdlimit::raise_fd_limit();
     let sb = Sandbox::start().await?;
     let node = sb
         .node(NodeSpec {

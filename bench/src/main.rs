@@ -11,6 +11,7 @@ mod cluster;
 mod cpu;
 mod engine;
 mod fanout;
+mod fdlimit;
 mod load;
 mod machine;
 mod multiturn;

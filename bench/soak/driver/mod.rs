@@ -10,6 +10,8 @@
 pub mod asks;
 pub mod chaos;
 mod cluster;
+#[path = "../../src/fdlimit.rs"]
+mod fdlimit;
 mod report;
 pub mod rss;
 #[path = "../../src/sse.rs"]
@@ -130,25 +132,10 @@ fn machine_load() -> String {
     format!("load average {}, CPU pressure {pressure}", load.join(" "))
 }
 
-/// 1 000 sockets and their nodes' need more descriptors than a default soft limit of 1024.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a valid struct of this process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// Runs the soak and judges it. An error means the soak could not run (Temporal or a node did
 /// not start); a broken promise is in the report.
 pub async fn run(o: SoakOptions) -> anyhow::Result<Report> {
-    raise_fd_limit();
+    fdlimit::raise_fd_limit();
     let machine_at_start = machine_load();
     let cluster = Arc::new(cluster::Cluster::start(o.nodes, &o.node_config()).await?);
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.http.clone()).collect();

@@ -176,18 +176,32 @@ async fn asks_waiting_on_a_full_node_move_to_a_replica_that_loads_elsewhere() {
     wait_cluster(&n2, &["n2"], "up").await;
     let (mut c, _) = Client::connect(&n2).await;
     let mut ids = Vec::new();
+    // Every frame is kept: one ask's status may arrive while the next ask waits for `accepted`.
+    let mut frames: Vec<Value> = Vec::new();
     for max_tokens in [600, 20, 20] {
         c.send(json!({"type": "ask", "prompt": "count", "max_tokens": max_tokens}))
             .await;
-        let (accepted, _) = c.until("accepted").await;
+        let (accepted, seen) = c.until("accepted").await;
+        frames.extend(seen);
         ids.push(accepted["request_id"].as_str().expect("id").to_string());
+        frames.push(accepted);
     }
-    // Both later asks are told they wait on n2 before the replica exists.
-    let mut frames: Vec<Value> = Vec::new();
-    let mut queued = std::collections::HashSet::new();
+    // Both later asks are told they wait on n2 before the replica exists. (The socket's pings
+    // keep `next` from timing out, so the loops below carry their own deadlines.)
+    let is_queued = |f: &Value| f["type"] == "status" && f["stage"] == "queued";
+    let mut queued: std::collections::HashSet<String> = frames
+        .iter()
+        .filter(|f| is_queued(f))
+        .map(|f| f["request_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while queued.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both later asks should be told they are queued on n2: {frames:?}"
+        );
         let f = c.next().await;
-        if f["type"] == "status" && f["stage"] == "queued" {
+        if is_queued(&f) {
             queued.insert(f["request_id"].as_str().unwrap_or("").to_string());
         }
         frames.push(f);
@@ -196,7 +210,12 @@ async fn asks_waiting_on_a_full_node_move_to_a_replica_that_loads_elsewhere() {
     // A second node with the model joins: the first ask in line moves there at once.
     let _n3 = mesh.node(1, &config).await;
     let mut done: std::collections::HashMap<String, Value> = Default::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while done.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "all three asks should end within 2 minutes: {frames:?}"
+        );
         let f = c.next().await;
         assert!(f["type"] != "failed" && f["type"] != "error", "{f}");
         if f["type"] == "done" {
