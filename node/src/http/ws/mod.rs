@@ -106,7 +106,8 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
     loop {
-        let frame = tokio::select! {
+        // A frame to send, or the text of one the client sent.
+        let frame: Result<ServerFrame, String> = tokio::select! {
             // Live events first: a chunk already queued goes out before the end of its ask.
             biased;
             _ = state.shutdown.cancelled() => break,
@@ -121,11 +122,11 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
                 }
                 continue;
             }
-            Some((id, ev)) = live_rx.recv() => ServerFrame::live(&id, ev),
-            Some(f) = out_rx.recv() => f,
+            Some((id, ev)) = live_rx.recv() => Ok(ServerFrame::live(&id, ev)),
+            Some(f) = out_rx.recv() => Ok(f),
             Some(id) = ended_rx.recv() => { mine.remove(&id); continue; }
-            Some(ev) = events_rx.recv() => ServerFrame::event(ev),
-            Ok(()) = cluster.changed() => ServerFrame::Cluster { nodes: public(&cluster.borrow_and_update()) },
+            Some(ev) = events_rx.recv() => Ok(ServerFrame::event(ev)),
+            Ok(()) = cluster.changed() => Ok(ServerFrame::Cluster { nodes: public(&cluster.borrow_and_update()) }),
             incoming = stream.next() => {
                 heard = tokio::time::Instant::now();
                 let text = match incoming {
@@ -138,6 +139,12 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
                     }
                     Some(Ok(_)) => continue,
                 };
+                Err(text)
+            }
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(text) => {
                 let mut socket = Socket {
                     state: &state,
                     caller: &caller,
@@ -146,14 +153,16 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
                     ended_tx: &ended_tx,
                     mine: &mut mine,
                 };
-                socket.handle(&text).await;
+                // Handling a frame may wait on Temporal (an ask's start); the socket's other
+                // answers keep streaming meanwhile.
+                let handling = socket.handle(&text);
+                if !forward_while(handling, &mut live_rx, &mut out_rx, &mut sink).await {
+                    break;
+                }
                 continue;
             }
         };
-        let Ok(text) = serde_json::to_string(&frame) else {
-            continue; // Every frame is plain data; serialising it cannot fail.
-        };
-        if sink.send(Message::Text(text.into())).await.is_err() {
+        if !send_frame(&mut sink, &frame).await {
             break;
         }
     }
@@ -163,6 +172,38 @@ async fn session(socket: WebSocket, state: AppState, caller: Caller, _permit: Se
     }
     metrics::gauge!("orrery_websocket_sessions").decrement(1.0);
     let _ = sink.close().await;
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+/// Sends one frame; false once the socket is gone.
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> bool {
+    let Ok(text) = serde_json::to_string(frame) else {
+        return true; // Every frame is plain data; serialising it cannot fail.
+    };
+    sink.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// Runs `handling` while still sending the socket's live events and frames, in the session
+/// loop's order (live events first, so an answer's chunks precede its end). False once the socket
+/// is gone (the handling still runs to its end: an ask it started goes on in Temporal).
+async fn forward_while(
+    handling: impl std::future::Future<Output = ()>,
+    live_rx: &mut mpsc::UnboundedReceiver<(RequestId, LiveEvent)>,
+    out_rx: &mut mpsc::UnboundedReceiver<ServerFrame>,
+    sink: &mut Sink,
+) -> bool {
+    tokio::pin!(handling);
+    let mut open = true;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = &mut handling => return open,
+            Some((id, ev)) = live_rx.recv(), if open => ServerFrame::live(&id, ev),
+            Some(f) = out_rx.recv(), if open => f,
+        };
+        open = send_frame(sink, &frame).await;
+    }
 }
 
 /// The channels and asks of one socket.
