@@ -249,7 +249,6 @@ impl Matrix {
         let block_cols = (L1_ACTIVATIONS / (4 * group.min(xs.len()).max(1)) / bw * bw)
             .max(bw)
             .min(self.cols);
-        let first = |c0: usize| c0 == 0;
         let mut tile = rows.start;
         while tile < rows.end {
             let tile_end = (tile + ROW_TILE).min(rows.end);
@@ -258,7 +257,12 @@ impl Matrix {
                 let mut c0 = 0;
                 while c0 < self.cols {
                     let c1 = (c0 + block_cols).min(self.cols);
-                    let part: Vec<&[f32]> = chunk.iter().map(|x| &x[c0..c1]).collect();
+                    // This block's columns of each token in the group (no allocation per block).
+                    let mut part: [&[f32]; MAX_GROUP] = [&[]; MAX_GROUP];
+                    for (p, x) in part.iter_mut().zip(chunk) {
+                        *p = &x[c0..c1];
+                    }
+                    let part = &part[..chunk.len()];
                     let xsum = (factored && chunk.len() == 1)
                         .then(|| &xsums[t0 * per_token + c0 / span..t0 * per_token + c1 / span]);
                     let bytes = c0 / bw * bb..c1 / bw * bb;
@@ -268,7 +272,7 @@ impl Matrix {
                             path,
                             self.format,
                             &self.row(r)[bytes.clone()],
-                            &part,
+                            part,
                             xsum,
                             &mut sums,
                         );
@@ -276,7 +280,7 @@ impl Matrix {
                             // SAFETY: in bounds and exclusive by the caller's contract.
                             unsafe {
                                 let o = out.add((t0 + i) * out_stride + r);
-                                *o = if first(c0) { *s } else { *o + *s };
+                                *o = if c0 == 0 { *s } else { *o + *s };
                             }
                         }
                     }
