@@ -244,6 +244,9 @@ pub struct EngineArgs<'a> {
     pub threads: &'a [usize],
     /// Whether to measure the engine on weights expanded to f32 too (rows "orrery f32").
     pub f32: bool,
+    /// Whether to measure it with 8-bit activations for K-quant matrices too (rows "orrery
+    /// int8", the node's default precision; the ratios are then this row's).
+    pub int8: bool,
 }
 
 /// Medians over repetitions; ratios are medians of the ratios of neighbouring runs, so a burst of
@@ -266,13 +269,14 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
         let bw = crate::bandwidth::measure_gbs(t);
         bandwidth.push((t, round(bw, 1)));
         let limit = |bytes: u64| round(bw * 1e9 / bytes as f64, 1);
-        // Interleaved: orrery quantized, llama.cpp, orrery f32, then again.
-        let (mut qs, mut ls, mut fs) = (Vec::new(), Vec::new(), Vec::new());
+        // Interleaved: orrery quantized, llama.cpp, orrery f32 / int8, then again.
+        let (mut qs, mut ls, mut fs, mut is) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for rep in 1..=a.reps.max(1) {
             eprintln!(
-                "engine: {}, {t} thread(s), repetition {rep}: orrery quantized, llama-bench{}",
+                "engine: {}, {t} thread(s), repetition {rep}: orrery quantized, llama-bench{}{}",
                 a.model.display(),
-                if a.f32 { ", orrery f32" } else { "" }
+                if a.f32 { ", orrery f32" } else { "" },
+                if a.int8 { ", orrery int8" } else { "" }
             );
             crate::quiet::settle(&format!("engine {t} thread(s) repetition {rep}"));
             let q = probe(&spec(Precision::Quantized), t)?;
@@ -290,6 +294,9 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
             qs.push(q);
             if a.f32 {
                 fs.push(probe(&spec(Precision::F32), t)?);
+            }
+            if a.int8 {
+                is.push(probe(&spec(Precision::Int8), t)?);
             }
         }
         let med = |xs: Vec<f64>| round(median(&xs), 1);
@@ -332,11 +339,19 @@ pub fn run(a: &EngineArgs) -> anyhow::Result<EngineReport> {
         if a.f32 {
             rows.push(orrery_row("orrery f32", &fs, wf));
         }
+        if a.int8 {
+            rows.push(orrery_row("orrery int8", &is, wq));
+        }
     }
+    let headline = if a.int8 {
+        "orrery int8"
+    } else {
+        "orrery quantized"
+    };
     let at2 = rows
         .iter()
-        .find(|r| r.engine == "orrery quantized" && r.threads == 2)
-        .or_else(|| rows.iter().find(|r| r.engine == "orrery quantized"));
+        .find(|r| r.engine == headline && r.threads == 2)
+        .or_else(|| rows.iter().find(|r| r.engine == headline));
     Ok(EngineReport {
         model: a.model.file_name().map_or_else(
             || a.model.display().to_string(),

@@ -161,6 +161,8 @@ fn main() -> anyhow::Result<()> {
             gen_tokens: if q { 32 } else { 128 },
             threads: &[1, 2],
             f32: true,
+            // The bundled model has no K-quant matrices: int8 would run the same kernels.
+            int8: false,
         })?);
         if let Some(big) = &cli.model_1b {
             results.engine_1b = Some(engine::run(&engine::EngineArgs {
@@ -170,6 +172,7 @@ fn main() -> anyhow::Result<()> {
                 gen_tokens: if q { 16 } else { 64 },
                 threads: &[1, 2],
                 f32: false,
+                int8: true,
             })?);
         }
     }

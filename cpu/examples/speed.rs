@@ -1,12 +1,13 @@
 //! Quick engine speed check for profiling (the benchmark of record is `bench/run engine`):
-//! `cargo run --release -p orrery-cpu --example speed -- MODEL.gguf [threads] [batch]`
+//! `cargo run --release -p orrery-cpu --example speed -- MODEL.gguf [threads] [batch] [int8]`
 //! prints prompt tokens/s (one 64-token pass) and decode tokens/s (`batch` sequences stepping
-//! together), after the SIMD path in use (`ORRERY_SIMD` chooses another the CPU has).
+//! together), after the SIMD path in use (`ORRERY_SIMD` chooses another the CPU has); `int8`
+//! rounds K-quant matrices' activations to 8 bits (`Precision::Int8`).
 
 use std::time::Instant;
 
 use orrery_cpu::gguf::Gguf;
-use orrery_cpu::{Feed, Model};
+use orrery_cpu::{Feed, Model, Precision};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -21,10 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .map_or(Ok(1), |a| a.parse())
         .map_err(|e| format!("{e}"))?;
-    println!("simd: {}", orrery_cpu::quant::simd_path());
+    let precision = match args.next().as_deref() {
+        Some("int8") => Precision::Int8,
+        _ => Precision::Quantized,
+    };
+    println!("simd: {} {precision:?}", orrery_cpu::quant::simd_path());
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     let gguf = Gguf::read(&mut file)?;
-    let model = Model::from_gguf(&gguf, &mut file, threads, false, 0)?;
+    let model = Model::from_gguf(&gguf, &mut file, threads, precision, 0)?;
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 7).collect();
     let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
     for _ in 0..2 {

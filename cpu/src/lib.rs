@@ -19,4 +19,4 @@ pub mod tokenizer;
 /// The name the engine and the node have always imported the kernels by.
 pub use quant as kernels;
 
-pub use model::{Arch, Feed, KvCache, Model, ModelConfig, ModelError};
+pub use model::{Arch, Feed, KvCache, Model, ModelConfig, ModelError, Precision};

@@ -9,7 +9,9 @@
 //!   as this engine computes) within [`TWIN_TOLERANCE`], with the same greedy token wherever
 //!   llama.cpp's top-2 margin is clear;
 //! - with llama.cpp on the quantized file itself (which rounds activations to 8 bits) within
-//!   [`QUANTIZED_TOLERANCE`].
+//!   [`QUANTIZED_TOLERANCE`];
+//! - for K-quant files loaded with `Precision::Int8` (activations rounded to 8 bits, as
+//!   llama.cpp rounds them), with llama.cpp on the quantized file within [`INT8_TOLERANCE`].
 //!
 //! Then each architecture feature is switched off in turn and the answers must move away from
 //! llama.cpp's, so a feature the engine ignored would fail here.
@@ -23,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use orrery_cpu::gguf::{Gguf, TensorOut, Value, write};
 use orrery_cpu::kernels::{Format, quantize};
-use orrery_cpu::{Feed, Model};
+use orrery_cpu::{Feed, Model, Precision};
 
 /// Largest difference of a top log-probability from llama.cpp's on the f32 twin (nats).
 const TWIN_TOLERANCE: f32 = 1e-3;
@@ -31,6 +33,15 @@ const TWIN_TOLERANCE: f32 = 1e-3;
 /// random models' sharp distributions by up to 2.3 nats (SmolLM3 fixture in Q4_K); a loose
 /// check that the file is read the same, the twin being the fair reference.
 const QUANTIZED_TOLERANCE: f32 = 3.0;
+/// `Precision::Int8` (8-bit activations, as llama.cpp's) against llama.cpp on the quantized
+/// file (nats). Measured: 0.0000–0.0014 for half the cases (the same integer sums), up to 0.46
+/// elsewhere (SmolLM3 Q5_K): upstream float order rounds an activation the other way now and
+/// then, and these random models' sharp distributions amplify it (8-bit rounding itself moves
+/// them by up to 2.3 nats, [`QUANTIZED_TOLERANCE`]).
+const INT8_TOLERANCE: f32 = 0.6;
+/// The greedy token must match llama.cpp's on the file, with 8-bit activations, past this
+/// top-2 margin.
+const INT8_CLEAR_MARGIN: f32 = 2.0 * INT8_TOLERANCE;
 /// A top-2 margin past which the greedy token must be the same.
 const CLEAR_MARGIN: f32 = 0.05;
 
@@ -135,9 +146,13 @@ fn format_named(name: &str) -> Format {
 }
 
 fn load(path: &Path) -> Model {
+    load_as(path, Precision::Quantized)
+}
+
+fn load_as(path: &Path, precision: Precision) -> Model {
     let mut file = File::open(path).expect("open");
     let g = Gguf::read(&mut file).expect("reads");
-    Model::from_gguf(&g, &mut file, 2, false, 0).expect("loads")
+    Model::from_gguf(&g, &mut file, 2, precision, 0).expect("loads")
 }
 
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
@@ -173,6 +188,11 @@ fn our_steps(model: &Model, prompt: &[u32], steps: &[Json]) -> Vec<Vec<f32>> {
 /// Worst difference of the reference's top log-probabilities, and steps whose clear greedy
 /// token we did not pick.
 fn compare(ours: &[Vec<f32>], theirs: &[Json]) -> (f32, Vec<usize>) {
+    compare_past(ours, theirs, CLEAR_MARGIN)
+}
+
+/// [`compare`], a greedy token counting as clear past `margin`.
+fn compare_past(ours: &[Vec<f32>], theirs: &[Json], margin: f32) -> (f32, Vec<usize>) {
     let mut worst = 0f32;
     let mut wrong = Vec::new();
     for (i, (lp, s)) in ours.iter().zip(theirs).enumerate() {
@@ -199,7 +219,7 @@ fn compare(ours: &[Vec<f32>], theirs: &[Json]) -> (f32, Vec<usize>) {
         let argmax = (0..lp.len())
             .max_by(|&a, &b| lp[a].total_cmp(&lp[b]))
             .unwrap();
-        if want.len() > 1 && want[0] - want[1] > CLEAR_MARGIN && argmax != ids[0] {
+        if want.len() > 1 && want[0] - want[1] > margin && argmax != ids[0] {
             wrong.push(i);
         }
     }
@@ -236,7 +256,23 @@ fn every_architecture_and_format_answers_like_llama_cpp() {
             let q = want["quantized"].as_array().unwrap();
             let ours_q = our_steps(&model, &prompt, q);
             let (worst_q, _) = compare(&ours_q, q);
-            report.insert(format!("{arch:8} {format:5}"), (worst_twin, worst_q));
+            // With 8-bit activations (K-quants), the reference is llama.cpp on the file itself.
+            let worst_int8 = format.ends_with("_K").then(|| {
+                let ours = our_steps(&load_as(&file.0, Precision::Int8), &prompt, q);
+                let (worst, wrong) = compare_past(&ours, q, INT8_CLEAR_MARGIN);
+                if worst > INT8_TOLERANCE || !wrong.is_empty() {
+                    failures.push(format!(
+                        "{arch} {format} int8: vs llama.cpp on the quantized file, worst log-prob \
+                         difference {worst} (tolerance {INT8_TOLERANCE}); greedy token differs \
+                         at steps {wrong:?}"
+                    ));
+                }
+                worst
+            });
+            report.insert(
+                format!("{arch:8} {format:5}"),
+                (worst_twin, worst_q, worst_int8),
+            );
             if worst_twin > TWIN_TOLERANCE || !wrong.is_empty() {
                 failures.push(format!(
                     "{arch} {format}: vs the f32 twin, worst log-prob difference {worst_twin} \
@@ -251,8 +287,9 @@ fn every_architecture_and_format_answers_like_llama_cpp() {
             }
         }
     }
-    for (k, (t, q)) in &report {
-        println!("{k}  twin {t:.5}  quantized {q:.4}");
+    for (k, (t, q, i)) in &report {
+        let i = i.map_or(String::new(), |i| format!("  int8 vs quantized {i:.4}"));
+        println!("{k}  twin {t:.5}  quantized {q:.4}{i}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -269,7 +306,7 @@ fn moves(arch: &str, what: &str, change: &dyn Fn(&mut Model), drop: &dyn Fn(&str
     let mut file_model = {
         let mut f = File::open(&file.0).unwrap();
         let g = Gguf::read(&mut f).unwrap();
-        match Model::from_gguf(&g, &mut f, 2, false, 0) {
+        match Model::from_gguf(&g, &mut f, 2, Precision::Quantized, 0) {
             Ok(m) => m,
             // A required tensor dropped is refused at load: that moves nothing silently.
             Err(e) => {

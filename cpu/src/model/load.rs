@@ -16,6 +16,8 @@ pub(super) struct Loader<'a> {
     pub g: &'a Gguf,
     pub file: &'a mut File,
     pub dequantize: bool,
+    /// Round activations to 8 bits for the matrices that have such kernels.
+    pub int8: bool,
     pub warnings: Vec<String>,
 }
 
@@ -47,7 +49,10 @@ impl Loader<'_> {
         match t.format.filter(|_| !self.dequantize) {
             Some(format) => {
                 let data = self.g.read_tensor(self.file, &t)?;
-                Matrix::new(rows, cols, format, data).map_err(|e| tensor_err(name, e.to_string()))
+                let mut m = Matrix::new(rows, cols, format, data)
+                    .map_err(|e| tensor_err(name, e.to_string()))?;
+                m.set_int8_activations(self.int8);
+                Ok(m)
             }
             None => {
                 let values = self.f32_values(&t)?;

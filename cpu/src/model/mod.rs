@@ -95,6 +95,22 @@ impl Layer {
     }
 }
 
+/// How a model's weights and activations are held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Weights as stored in the file where the kernels have the format (any other is widened to
+    /// f32 with a warning), expanded to f32 in registers; activations f32: the answers are the
+    /// dequantized model's.
+    #[default]
+    Quantized,
+    /// As `Quantized`, but K-quant matrices (Q4_K, Q5_K, Q6_K) take their activations rounded
+    /// to 8 bits, as llama.cpp does (ggml's Q8_K), and multiply in integers: faster, and the
+    /// answers are llama.cpp's on the same file.
+    Int8,
+    /// Every matrix widened to f32 at load: `Quantized`'s numerics at 4 bytes per weight.
+    F32,
+}
+
 /// The weights, shared by every sequence.
 pub struct Model {
     pub config: ModelConfig,
@@ -136,13 +152,13 @@ pub struct Feed<'a> {
 
 impl Model {
     /// Reads a model from its GGUF file. Matrices are kept in their file format where the
-    /// kernels have one, unless `dequantize`. `context` is the longest sequence that will be run
+    /// kernels have one, as `precision` says. `context` is the longest sequence that will be run
     /// (it picks Phi-3's rope factors); 0 means the model's own context length.
     pub fn from_gguf(
         g: &Gguf,
         file: &mut File,
         threads: usize,
-        dequantize: bool,
+        precision: Precision,
         context: usize,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(g)?;
@@ -154,7 +170,8 @@ impl Model {
         let mut ld = load::Loader {
             g,
             file,
-            dequantize,
+            dequantize: precision == Precision::F32,
+            int8: precision == Precision::Int8,
             warnings: Vec::new(),
         };
         let c = &config;

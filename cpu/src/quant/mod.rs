@@ -12,12 +12,15 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_decode;
 #[cfg(target_arch = "x86_64")]
+mod avx2_q8;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod dequantize;
 pub mod dispatch;
 mod format;
 mod kquantize;
 mod layout;
+pub mod q8;
 mod quantize;
 mod scalar;
 
@@ -86,6 +89,8 @@ pub struct Matrix {
     pub cols: usize,
     format: Format,
     data: Vec<u8>,
+    /// Activations rounded to 8 bits for this matrix ([`q8`]).
+    int8: bool,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -139,7 +144,16 @@ impl Matrix {
             cols,
             format,
             data,
+            int8: false,
         })
+    }
+
+    /// Rounds the activations to 8 bits (llama.cpp's numerics, integer kernels) where the
+    /// format has such kernels ([`q8::supports`]); a no-op for the others. Returns whether
+    /// it took effect.
+    pub fn set_int8_activations(&mut self, on: bool) -> bool {
+        self.int8 = on && q8::supports(self.format);
+        self.int8
     }
 
     /// An f32 matrix from values.
@@ -219,6 +233,10 @@ impl Matrix {
         out_stride: usize,
     ) {
         assert!(path.supported(), "this CPU cannot run {}", path.name());
+        if self.int8 {
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { self.mul_rows_q8(path, rows, x, out, out_stride) };
+        }
         let xs: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
         debug_assert_eq!(xs.len() * self.cols, x.len());
         let group = path.group();
@@ -288,6 +306,77 @@ impl Matrix {
                 }
             }
             tile = tile_end;
+        }
+    }
+}
+
+impl Matrix {
+    /// [`Matrix::mul_rows_on`] with the activations rounded to 8 bits: each token is rounded
+    /// once per call (a few µs for thousands of values, against the row range's weights), then
+    /// rows in tiles against groups of up to four tokens, as the f32 kernels run.
+    ///
+    /// # Safety
+    /// As [`Matrix::mul_rows`].
+    unsafe fn mul_rows_q8(
+        &self,
+        path: SimdPath,
+        rows: std::ops::Range<usize>,
+        x: &[f32],
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        thread_local! {
+            static ROUNDED: std::cell::RefCell<q8::Q8> = std::cell::RefCell::default();
+        }
+        ROUNDED.with_borrow_mut(|q| {
+            q.quantize(x, self.cols);
+            let tokens = q.tokens();
+            let mut sums = [0f32; MAX_GROUP];
+            let mut tile = rows.start;
+            while tile < rows.end {
+                let tile_end = (tile + ROW_TILE).min(rows.end);
+                let mut t0 = 0;
+                while t0 < tokens {
+                    let n = (tokens - t0).min(Q8_GROUP);
+                    let mut group = [q8::Q8Token::EMPTY; Q8_GROUP];
+                    for (i, g) in group[..n].iter_mut().enumerate() {
+                        *g = q.token(t0 + i);
+                    }
+                    for r in tile..tile_end {
+                        q8_dot_group(path, self.format, self.row(r), &group[..n], &mut sums);
+                        for (i, s) in sums[..n].iter().enumerate() {
+                            // SAFETY: in bounds and exclusive by the caller's contract.
+                            unsafe { *out.add((t0 + i) * out_stride + r) = *s };
+                        }
+                    }
+                    t0 += n;
+                }
+                tile = tile_end;
+            }
+        });
+    }
+}
+
+/// Tokens the 8-bit kernels share a decoded unit between.
+const Q8_GROUP: usize = 4;
+
+/// `sums[i] = row · xs[i]` with 8-bit activations, on `path` (checked by the caller).
+fn q8_dot_group(
+    path: SimdPath,
+    format: Format,
+    row: &[u8],
+    xs: &[q8::Q8Token<'_>],
+    sums: &mut [f32; MAX_GROUP],
+) {
+    match path {
+        // SAFETY: the CPU has AVX2 (an AVX-512 one too), checked by the caller; `row` is whole
+        // blocks of a format `Matrix::set_int8_activations` accepted, each token as many.
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 | SimdPath::Avx512 => unsafe { avx2_q8::dot_group(format, row, xs, sums) },
+        _ => {
+            for (s, x) in sums.iter_mut().zip(xs) {
+                *s = q8::dot(format, row, *x);
+            }
         }
     }
 }

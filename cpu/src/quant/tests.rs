@@ -364,3 +364,88 @@ fn tiled_rows_and_column_blocks_add_up() {
         }
     }
 }
+
+/// Natural-order values of a token's 8-bit activations (`d × q`).
+fn rounded(q: &q8::Q8, t: usize) -> Vec<f32> {
+    let tok = q.token(t);
+    let mut out = vec![0f32; tok.qs.len()];
+    for (v, pair) in tok.qs.chunks_exact(2 * QK).enumerate() {
+        let d = tok.d[v * 2 * QK / QK_K];
+        for (p, &q) in pair.iter().enumerate() {
+            out[v * 2 * QK + q8::weight_at(p)] = d * f32::from(q);
+        }
+    }
+    out
+}
+
+#[test]
+fn activations_round_to_8_bits_as_ggml_does() {
+    let positions: std::collections::BTreeSet<usize> = (0..2 * QK).map(q8::weight_at).collect();
+    assert_eq!(positions.len(), 2 * QK, "weight_at is a permutation");
+    assert_eq!(positions.last(), Some(&(2 * QK - 1)));
+    let mut seed = 11;
+    let mut x: Vec<f32> = (0..3 * QK_K).map(|_| unit(&mut seed)).collect();
+    x[2 * QK_K..].fill(0.0); // an all-zero block
+    x[17] = -3.0; // the largest magnitude of block 0, negative
+    let mut q = q8::Q8::default();
+    q.quantize(&x, 3 * QK_K);
+    assert_eq!(q.tokens(), 1);
+    let tok = q.token(0);
+    assert_eq!(tok.d[0], 1.0 / (-127.0 / -3.0));
+    assert_eq!(tok.d[2], 0.0);
+    let back = rounded(&q, 0);
+    assert!(
+        (back[17] + 3.0).abs() < 1e-6,
+        "the largest value maps to -127 steps"
+    );
+    for (i, (b, x)) in back.iter().zip(&x).enumerate() {
+        let d = tok.d[i / QK_K].abs();
+        assert!(
+            (b - x).abs() <= d * 0.5 + 1e-6,
+            "value {i}: {x} rounded to {b}"
+        );
+    }
+    for (j, s) in tok.bsums.iter().enumerate() {
+        let want: f32 = back[16 * j..16 * (j + 1)].iter().sum::<f32>() / tok.d[j / 16].max(1e-30);
+        let want = if tok.d[j / 16] == 0.0 { 0.0 } else { want };
+        assert!(
+            (f32::from(*s) - want).abs() < 1e-3,
+            "sum {j}: {s} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn eight_bit_kernels_match_the_f64_reference_on_every_path() {
+    let mut seed = 13;
+    for format in [Format::Q4_K, Format::Q5_K, Format::Q6_K] {
+        for (rows, cols) in [(3, 256), (5, 768usize)] {
+            let (mut m, _) = random_matrix(format, rows, cols, &mut seed);
+            assert!(m.set_int8_activations(true));
+            for tokens in [1, 2, 3, 4, 5, 9] {
+                let x: Vec<f32> = (0..tokens * cols).map(|_| unit(&mut seed)).collect();
+                let mut q = q8::Q8::default();
+                q.quantize(&x, cols);
+                let xr: Vec<f32> = (0..tokens).flat_map(|t| rounded(&q, t)).collect();
+                let want = reference(&m, &xr);
+                let scale = (0..cols).map(|i| x[i].abs()).sum::<f32>();
+                for path in SimdPath::available() {
+                    let mut got = vec![f32::NAN; tokens * rows];
+                    // SAFETY: `got` holds tokens × rows and is ours alone.
+                    unsafe { m.mul_rows_on(path, 0..rows, &x, got.as_mut_ptr(), rows) };
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "{} {} {rows}x{cols} tokens {tokens} element {i}: got {g}, want {w}",
+                            format.name(),
+                            path.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let (mut m, _) = random_matrix(Format::Q4_0, 2, 256, &mut seed);
+    assert!(!m.set_int8_activations(true), "no 8-bit kernel for Q4_0");
+}

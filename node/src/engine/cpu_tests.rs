@@ -16,7 +16,7 @@ fn model() -> &'static Model {
     MODEL.get_or_init(|| {
         let mut file = File::open(test_model_path()).expect("open model");
         let gguf = Gguf::read(&mut file).expect("read GGUF");
-        Model::from_gguf(&gguf, &mut file, 2, false, 0).expect("loads")
+        Model::from_gguf(&gguf, &mut file, 2, orrery_cpu::Precision::Quantized, 0).expect("loads")
     })
 }
 

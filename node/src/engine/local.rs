@@ -55,7 +55,7 @@ impl Default for LocalConfig {
             // About half a second of prompt processing on two cores: keeps other answers
             // streaming and cancellation prompt while costing little throughput.
             prefill_chunk: 64,
-            precision: Precision::Quantized,
+            precision: Precision::default(),
             threads: 0,
             context: 0,
             prefix_cache: true,
