@@ -27,7 +27,7 @@ pub(super) const Q6_K: u8 = Format::Q6_K as u8;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rd(p: *const u8) -> f32 {
+pub(super) unsafe fn rd(p: *const u8) -> f32 {
     p.cast::<f32>().read_unaligned()
 }
 

@@ -9,19 +9,10 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2::{Q4_K, Q5_K, Q6_K, hsum, rd};
 use super::dispatch::MAX_GROUP;
 use super::format::{Format, QK, QK_K};
 use super::q8::Q8Token;
-
-const Q4_K: u8 = Format::Q4_K as u8;
-const Q5_K: u8 = Format::Q5_K as u8;
-const Q6_K: u8 = Format::Q6_K as u8;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rd(p: *const u8) -> f32 {
-    p.cast::<f32>().read_unaligned()
-}
 
 /// Two units' 32 nibble bytes (`raw`: the first unit's 16 in the lower lane) → their 64 weights
 /// in [`super::q8::weight_at`] order: the low nibbles, then the high ones.
@@ -94,94 +85,26 @@ unsafe fn crumbs(lo: __m256i, hi: __m256i, c0: *const u8, c1: *const u8) -> (__m
 }
 
 /// Byte shuffles giving unit pair `v`'s scales as i16 lanes, from 8 i16 scales in each lane:
-/// Q4_K/Q5_K, one scale per unit (`v`'s first unit in the lower lane); Q6_K (from the 8 scales of
-/// pairs `v & !1`, `v | 1`), two per unit, alternating per i16 (the first 16 weights, the rest).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_pick<const F: u8>(v: usize) -> __m256i {
-    if F == Q6_K {
-        let b = 8 * (v as i8 % 2);
-        _mm256_setr_epi8(
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-        )
-    } else {
-        let (l, h) = (4 * v as i8, 4 * v as i8 + 2);
-        _mm256_setr_epi8(
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            l,
-            l + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-            h,
-            h + 1,
-        )
+/// `[0][v]` for Q4_K/Q5_K, one scale per unit (`v`'s first unit in the lower lane); `[1][v]` for
+/// Q6_K (from the 8 scales of pairs `v & !1` and `v | 1`), two per unit, alternating per i16
+/// (the unit's first 16 weights, the rest).
+const SCALE_PICK: [[[u8; 32]; 4]; 2] = {
+    let mut t = [[[0u8; 32]; 4]; 2];
+    let mut v = 0;
+    while v < 4 {
+        let mut i = 0;
+        while i < 32 {
+            let (lane, byte) = (i / 16, i % 16);
+            // Q4_K/Q5_K: the i16 scale of unit 2v + lane, in every i16 of the lane.
+            t[0][v][i] = (2 * (2 * v + lane) + byte % 2) as u8;
+            // Q6_K: i16 scale 4 (v % 2) + 2 lane + (i16 index % 2).
+            t[1][v][i] = (2 * (4 * (v % 2) + 2 * lane + (byte / 2) % 2) + byte % 2) as u8;
+            i += 1;
+        }
+        v += 1;
     }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
+    t
+};
 
 /// `N` tokens against one row of `blocks` super-blocks of format `F`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -213,7 +136,7 @@ unsafe fn dot<const F: u8, const N: usize>(
             (s, s)
         };
         let mut sumi = [_mm256_setzero_si256(); N];
-        for v in 0..4 {
+        for (v, pick) in SCALE_PICK[usize::from(F == Q6_K)].iter().enumerate() {
             let (lo, hi) = match F {
                 Q4_K => nibbles(_mm256_loadu_si256(blk.add(24 + 32 * v).cast())),
                 Q5_K => {
@@ -226,7 +149,10 @@ unsafe fn dot<const F: u8, const N: usize>(
                     crumbs(lo, hi, u0.add(16), u1.add(16))
                 }
             };
-            let s = _mm256_shuffle_epi8(if v < 2 { sc0 } else { sc1 }, scale_pick::<F>(v));
+            let s = _mm256_shuffle_epi8(
+                if v < 2 { sc0 } else { sc1 },
+                _mm256_loadu_si256(pick.as_ptr().cast()),
+            );
             for n in 0..N {
                 let x = xs[n].qs.as_ptr().add(b * QK_K + 2 * QK * v);
                 let p = _mm256_add_epi16(

@@ -308,9 +308,7 @@ impl Matrix {
             tile = tile_end;
         }
     }
-}
 
-impl Matrix {
     /// [`Matrix::mul_rows_on`] with the activations rounded to 8 bits: each token is rounded
     /// once per call (a few µs for thousands of values, against the row range's weights), then
     /// rows in tiles against groups of up to four tokens, as the f32 kernels run.

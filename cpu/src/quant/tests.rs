@@ -78,6 +78,18 @@ fn reference(m: &Matrix, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Each kernel output within rounding of the f64 reference (`scale`: the sum of a token's
+/// activation magnitudes).
+fn assert_near(got: &[f32], want: &[f32], scale: f32, what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
+        assert!(
+            (g - w).abs() <= tol,
+            "{what} element {i}: got {g}, want {w}"
+        );
+    }
+}
+
 #[test]
 fn dequantized_rows_equal_ggml_dequantization_bit_for_bit() {
     let mut seed = 3;
@@ -120,15 +132,12 @@ fn every_format_and_batch_size_matches_the_f64_reference() {
                     let mut got = vec![f32::NAN; tokens * rows];
                     // SAFETY: `got` holds tokens × rows and is ours alone.
                     unsafe { m.mul_rows_on(path, 0..rows, &x, got.as_mut_ptr(), rows) };
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
-                        assert!(
-                            (g - w).abs() <= tol,
-                            "{} {} {rows}x{cols} tokens {tokens} element {i}: got {g}, want {w}",
-                            format.name(),
-                            path.name()
-                        );
-                    }
+                    let what = format!(
+                        "{} {} {rows}x{cols} tokens {tokens}",
+                        format.name(),
+                        path.name()
+                    );
+                    assert_near(&got, &want, scale, &what);
                 }
             }
         }
@@ -433,15 +442,12 @@ fn eight_bit_kernels_match_the_f64_reference_on_every_path() {
                     let mut got = vec![f32::NAN; tokens * rows];
                     // SAFETY: `got` holds tokens × rows and is ours alone.
                     unsafe { m.mul_rows_on(path, 0..rows, &x, got.as_mut_ptr(), rows) };
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        let tol = 2e-6 * (1.0 + scale) + 1e-5 * w.abs();
-                        assert!(
-                            (g - w).abs() <= tol,
-                            "{} {} {rows}x{cols} tokens {tokens} element {i}: got {g}, want {w}",
-                            format.name(),
-                            path.name()
-                        );
-                    }
+                    let what = format!(
+                        "{} {} {rows}x{cols} tokens {tokens}",
+                        format.name(),
+                        path.name()
+                    );
+                    assert_near(&got, &want, scale, &what);
                 }
             }
         }
